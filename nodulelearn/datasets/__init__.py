@@ -1,6 +1,26 @@
-"""Synthetic CT-like lung-nodule patches with controlled modes of variation."""
+"""Synthetic CT-like lung-nodule patches with controlled modes of variation.
+
+``load_spec`` reads a distribution, ``sample_factors`` draws labels and factor values from it,
+``render`` turns factor values into images and ``make_dataset`` does both inside ``tf.data``.
+"""
 
 from nodulelearn.datasets.modes import MODE_NAMES, MODES, Mode, get_mode
+from nodulelearn.datasets.pipeline import make_dataset
 from nodulelearn.datasets.render import render
+from nodulelearn.datasets.sampling import Factors, sample_factors
+from nodulelearn.datasets.spec import (
+    DistributionSpec,
+    ModeSpec,
+    SpecError,
+    load_spec,
+    preset_names,
+    spec_from_dict,
+)
 
-__all__ = ["MODES", "MODE_NAMES", "Mode", "get_mode", "render"]
+__all__ = [
+    "MODES", "MODE_NAMES", "Mode", "get_mode",
+    "DistributionSpec", "ModeSpec", "SpecError", "load_spec", "preset_names", "spec_from_dict",
+    "Factors", "sample_factors",
+    "render",
+    "make_dataset",
+]
