@@ -1,0 +1,103 @@
+"""make_dataset: element structure, determinism, agreement with sample_factors, views, balance."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from nodulelearn.datasets import MODE_NAMES, load_spec, make_dataset, render, sample_factors
+
+
+@pytest.fixture(scope="module")
+def spec():
+    return dataclasses.replace(load_spec("clinical"), image_size=32)
+
+
+def collect(ds):
+    parts = list(ds.as_numpy_iterator())
+    return [np.concatenate([p[k] for p in parts]) if not isinstance(parts[0][k], dict)
+            else {m: np.concatenate([p[k][m] for p in parts]) for m in parts[0][k]}
+            for k in range(len(parts[0]))]
+
+
+def test_elements_match_sample_factors_and_render(spec):
+    ds = make_dataset(spec, 10, seed=5, batch_size=4, with_factors=True, start=3)
+    images_spec, labels_spec, factors_spec = ds.element_spec
+    assert images_spec.shape.as_list() == [None, 32, 32, 1] and images_spec.dtype == tf.float32
+    assert labels_spec.dtype == tf.int32
+    assert set(factors_spec) == set(MODE_NAMES) | {"index"}
+    assert [b[0].shape[0] for b in ds] == [4, 4, 2]
+    images, labels, factors = collect(ds)
+    expected = sample_factors(spec, 10, seed=5, start=3)
+    np.testing.assert_array_equal(labels, expected.labels)
+    np.testing.assert_array_equal(factors["index"], expected.index)
+    for mode in MODE_NAMES:
+        np.testing.assert_array_equal(factors[mode], expected.values[mode])
+    direct = render({m: tf.constant(v) for m, v in expected.values.items()},
+                    tf.constant(expected.noise_seeds), image_size=32,
+                    pixel_spacing_mm=spec.pixel_spacing_mm)
+    np.testing.assert_allclose(images, direct.numpy(), atol=1e-6)
+    assert images.min() >= 0.0 and images.max() <= 1.0
+
+
+def test_deterministic_and_order_independent(spec):
+    first = collect(make_dataset(spec, 12, seed=1, batch_size=5))
+    again = collect(make_dataset(spec, 12, seed=1, batch_size=5))
+    np.testing.assert_array_equal(first[0], again[0])
+    tail = collect(make_dataset(spec, 4, seed=1, batch_size=3, start=8))
+    np.testing.assert_allclose(tail[0], first[0][8:], atol=1e-6)
+    np.testing.assert_array_equal(tail[1], first[1][8:])
+    other = collect(make_dataset(spec, 12, seed=2, batch_size=5))
+    assert not np.array_equal(other[0], first[0])
+
+
+def test_preset_name_and_drop_remainder():
+    ds = make_dataset("margin_only", 10, seed=0, batch_size=4, drop_remainder=True)
+    assert ds.element_spec[0].shape.as_list() == [4, 64, 64, 1]
+    assert sum(1 for _ in ds) == 2
+
+
+def test_views_without_augment_are_identical(spec):
+    images, _ = next(iter(make_dataset(spec, 6, seed=0, batch_size=6, views=3)))
+    assert images.shape == (6, 3, 32, 32, 1)
+    np.testing.assert_array_equal(images[:, 0], images[:, 2])
+
+
+def test_augment_gets_a_distinct_stateless_seed_per_view_and_batch(spec):
+    def augment(images, seed):
+        assert seed.dtype == tf.int32 and seed.shape == (2,)
+        noise = tf.random.stateless_uniform(tf.shape(images), seed)
+        return images + noise
+
+    def run():
+        ds = make_dataset(spec, 8, seed=3, batch_size=4, views=2, augment=augment)
+        return [b[0].numpy() for b in ds]
+
+    batches = run()
+    assert batches[0].shape == (4, 2, 32, 32, 1)
+    for batch in batches:
+        assert not np.allclose(batch[:, 0], batch[:, 1])  # the two views differ
+    assert not np.allclose(batches[0][:, 0] - batches[1][:, 0], 0.0)
+    for a, b in zip(batches, run(), strict=True):
+        np.testing.assert_array_equal(a, b)  # same seed -> same augmentations
+    single = next(iter(make_dataset(spec, 4, seed=3, batch_size=4, augment=augment)))[0]
+    np.testing.assert_array_equal(single.numpy(), batches[0][:, 0])
+
+
+def test_class_balanced_batches_hold_both_classes(spec):
+    ds = make_dataset(spec, 9, seed=0, batch_size=4, class_balanced=True, with_factors=True)
+    for _, labels, factors in ds:
+        np.testing.assert_array_equal(labels.numpy(), factors["index"].numpy() % 2)
+        if labels.shape[0] >= 2:
+            assert set(labels.numpy()) == {0, 1}
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(n=-1), "`n`"), (dict(batch_size=0), "`batch_size`"), (dict(views=0), "`views`"),
+    (dict(augment="flip"), "`augment`"),
+])
+def test_invalid_arguments(spec, kwargs, match):
+    args = dict(n=4, seed=0, batch_size=2) | kwargs
+    with pytest.raises((ValueError, TypeError), match=match):
+        make_dataset(spec, **args)
