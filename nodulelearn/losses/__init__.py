@@ -1,0 +1,46 @@
+"""Loss registry: every loss natively in Keras 3, verified against reference implementations.
+
+>>> from nodulelearn import losses
+>>> loss = losses.get("supcon", temperature=0.1)
+>>> losses.info("supcon").protocol
+'pretrain_probe'
+"""
+
+from nodulelearn.losses.classification import (
+    BinaryCrossEntropy,
+    SigmoidFocalCrossEntropy,
+    binary_crossentropy_loss,
+    sigmoid_focal_loss,
+)
+from nodulelearn.losses.contrastive import NTXent, SupervisedContrastive, supcon_loss
+from nodulelearn.losses.plugins import ENTRY_POINT_GROUP, import_loss_module
+from nodulelearn.losses.registry import (
+    CONSUMES,
+    PROTOCOLS,
+    LossInfo,
+    get,
+    info,
+    names,
+    register,
+    unregister,
+)
+
+__all__ = [
+    "CONSUMES",
+    "ENTRY_POINT_GROUP",
+    "PROTOCOLS",
+    "BinaryCrossEntropy",
+    "LossInfo",
+    "NTXent",
+    "SigmoidFocalCrossEntropy",
+    "SupervisedContrastive",
+    "binary_crossentropy_loss",
+    "get",
+    "import_loss_module",
+    "info",
+    "names",
+    "register",
+    "sigmoid_focal_loss",
+    "supcon_loss",
+    "unregister",
+]
