@@ -1,0 +1,137 @@
+"""Merges the finished runs of a study (from every shard) into its tables, summary and figures.
+
+Aggregation reads only ``<out>/runs/*/record.json``, so it can run while shards are still
+running, and again when they are done; it says which runs are missing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+from nodulelearn.study import records
+from nodulelearn.study.atomic import write_csv_atomic, write_text_atomic
+from nodulelearn.study.figures import ood_accuracy_plot, reliance_heatmap
+from nodulelearn.study.plan import plan_runs
+from nodulelearn.study.runner import STUDY_FILE, run_dir, run_fingerprint
+from nodulelearn.study.spec import StudyError, StudySpec, study_from_dict
+from nodulelearn.study.summary import summary_markdown
+
+log = logging.getLogger(__name__)
+
+OUTPUTS = ("results.csv", "sensitivity.csv", "summary.md", "heatmap.png", "ood.png")
+
+
+@dataclasses.dataclass
+class Aggregate:
+    """The merged state of a study.
+
+    Attributes:
+        records: the records of the finished runs, in run-id order.
+        missing: ids of runs without a record.
+        stale: ids of runs whose record was made with other settings (left out, like missing).
+        result_rows: rows of results.csv.
+        sensitivity_rows: rows of sensitivity.csv.
+        summary: the text of summary.md.
+        written: the paths written.
+    """
+
+    records: list[dict[str, Any]]
+    missing: list[str]
+    stale: list[str]
+    result_rows: list[dict[str, Any]]
+    sensitivity_rows: list[dict[str, Any]]
+    summary: str = ""
+    written: list[Path] = dataclasses.field(default_factory=list)
+
+
+def read_study_file(out_dir: str | Path) -> StudySpec:
+    """The study an output directory was run with (``<out>/study.json``).
+
+    Raises:
+        StudyError: the directory holds no study.json.
+    """
+    path = Path(out_dir) / STUDY_FILE
+    if not path.is_file():
+        raise StudyError(
+            f"{str(out_dir)!r} holds no {STUDY_FILE}: it is not the output directory of a "
+            "study (run bin/run_study without --aggregate_only first, or pass --study)."
+        )
+    return study_from_dict(json.loads(path.read_text()), source=str(path))
+
+
+def collect(study: StudySpec, out_dir: str | Path) -> Aggregate:
+    """Reads the records of every run of the study; builds the CSV rows of the finished ones."""
+    found, missing, stale = [], [], []
+    for run in plan_runs(study):
+        record = records.read_record(run_dir(out_dir, run))
+        if record is None:
+            missing.append(run.id)
+        elif record.get("fingerprint") != run_fingerprint(study, run):
+            stale.append(run.id)
+        else:
+            found.append(record)
+    return Aggregate(
+        records=found,
+        missing=missing,
+        stale=stale,
+        result_rows=[row for r in found for row in records.result_rows(r)],
+        sensitivity_rows=[row for r in found for row in records.sensitivity_rows(r)],
+    )
+
+
+def aggregate_study(study: StudySpec, out_dir: str | Path) -> Aggregate:
+    """Writes results.csv, sensitivity.csv, summary.md, heatmap.png and ood.png into ``out_dir``.
+
+    Args:
+        study: the validated study.
+        out_dir: its output directory.
+
+    Returns:
+        The ``Aggregate`` (``written`` lists the files written; figures are skipped while no run
+        has finished).
+    """
+    out_dir = Path(out_dir)
+    agg = collect(study, out_dir)
+    if agg.stale:
+        log.warning(
+            "%d run(s) were made with other settings than the study now asks for and are left "
+            "out: %s (rerun them with --overwrite)", len(agg.stale), ", ".join(agg.stale),
+        )  # fmt: skip
+    if agg.missing:
+        log.warning("%d run(s) not finished yet: %s", len(agg.missing), ", ".join(agg.missing))
+    written = [
+        write_csv_atomic(
+            out_dir / "results.csv",
+            agg.result_rows,
+            records.columns(agg.result_rows, records.RESULT_KEYS),
+        ),
+        write_csv_atomic(
+            out_dir / "sensitivity.csv",
+            agg.sensitivity_rows,
+            records.columns(agg.sensitivity_rows, records.SENSITIVITY_KEYS),
+        ),
+    ]
+    agg.summary = summary_markdown(
+        study,
+        agg.result_rows,
+        agg.sensitivity_rows,
+        finished=len(agg.records),
+        missing=agg.missing + agg.stale,
+    )
+    written.append(write_text_atomic(out_dir / "summary.md", agg.summary))
+    for figure in (
+        reliance_heatmap(study, agg.sensitivity_rows, out_dir / "heatmap.png"),
+        ood_accuracy_plot(study, agg.result_rows, out_dir / "ood.png"),
+    ):
+        if figure is not None:
+            written.append(figure)
+    agg.written = written
+    log.info(
+        "Aggregated %d of %d run(s) into %s",
+        len(agg.records), len(agg.records) + len(agg.missing) + len(agg.stale), out_dir,
+    )  # fmt: skip
+    return agg

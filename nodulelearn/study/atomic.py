@@ -1,0 +1,76 @@
+"""Writes that never leave a half-written file: a temporary name in the same directory, then
+``os.replace`` (atomic on POSIX), so an interrupted study never mistakes a partial file for a result.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> Path:
+    """Writes ``data`` to ``path`` atomically (creating parent directories); returns the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
+    """Writes UTF-8 ``text`` to ``path`` atomically."""
+    return write_bytes_atomic(path, text.encode("utf-8"))
+
+
+def to_jsonable(value: Any) -> Any:
+    """Converts numpy scalars/arrays, tuples and non-finite floats into plain JSON values.
+
+    NaN and infinities become ``None`` (JSON has no NaN).
+    """
+    if isinstance(value, Mapping):
+        return {str(k): to_jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_jsonable(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return to_jsonable(value.tolist())
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        value = float(value)
+        return value if math.isfinite(value) else None
+    return value
+
+
+def write_json_atomic(path: str | os.PathLike, data: Any) -> Path:
+    """Writes ``data`` (made JSON-able with ``to_jsonable``) as indented JSON, atomically."""
+    return write_text_atomic(path, json.dumps(to_jsonable(data), indent=2, sort_keys=False) + "\n")
+
+
+def write_csv_atomic(
+    path: str | os.PathLike, rows: Sequence[Mapping[str, Any]], columns: Sequence[str]
+) -> Path:
+    """Writes ``rows`` as CSV with header ``columns`` (missing values empty), atomically."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(columns), lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({c: "" if row.get(c) is None else row.get(c) for c in columns})
+    return write_text_atomic(path, buffer.getvalue())

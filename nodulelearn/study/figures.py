@@ -1,0 +1,124 @@
+"""heatmap.png (loss x mode reliance) and ood.png (ID vs OOD accuracy per loss)."""
+
+from __future__ import annotations
+
+import io
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from nodulelearn.study.atomic import write_bytes_atomic
+from nodulelearn.study.spec import StudySpec
+from nodulelearn.study.summary import metric_estimates, reliance_estimates
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only, no display
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig, path: str | Path) -> Path:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=120, bbox_inches="tight")
+    _pyplot().close(fig)
+    return write_bytes_atomic(path, buffer.getvalue())
+
+
+def _id_test(rows: Sequence[Mapping[str, Any]], train: str) -> str | None:
+    return next((r["test_dist"] for r in rows if r["train_dist"] == train and r["role"] == "id"), None)
+
+
+def reliance_heatmap(
+    study: StudySpec, sens_rows: Sequence[Mapping[str, Any]], path: str | Path
+) -> Path | None:
+    """Loss x mode mean reliance on the in-distribution test set, one panel per training dist.
+
+    Returns:
+        The written path, or ``None`` if there is nothing to draw.
+    """
+    from nodulelearn.datasets import MODE_NAMES
+
+    rel = reliance_estimates(sens_rows)
+    panels = []
+    for entry in study.train:
+        test = _id_test(sens_rows, entry.id)
+        losses = [e.id for e in study.losses if (entry.id, test, e.id) in rel]
+        if test is not None and losses:
+            panels.append((entry.id, test, losses))
+    if not panels:
+        return None
+    plt = _pyplot()
+    fig, axes = plt.subplots(
+        1, len(panels), figsize=(1.0 + 0.75 * len(MODE_NAMES) * len(panels), 1.4 + 0.45 * max(
+            len(p[2]) for p in panels)), squeeze=False
+    )
+    image = None
+    for ax, (train, test, losses) in zip(axes[0], panels, strict=True):
+        grid = [
+            [rel[(train, test, loss)].get(mode).mean if mode in rel[(train, test, loss)] else math.nan
+             for mode in MODE_NAMES]
+            for loss in losses
+        ]
+        image = ax.imshow(grid, vmin=0.0, vmax=1.0, cmap="viridis", aspect="auto")
+        for i, row in enumerate(grid):
+            for j, value in enumerate(row):
+                if math.isfinite(value):
+                    ax.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize=7,
+                            color="white" if value < 0.6 else "black")
+        ax.set_xticks(range(len(MODE_NAMES)), MODE_NAMES, rotation=45, ha="right")
+        ax.set_yticks(range(len(losses)), losses)
+        ax.set_title(f"trained on {train}\n(tested on {test})", fontsize=9)
+    fig.colorbar(image, ax=axes[0].tolist(), label="reliance (share of mean |ΔP|)", shrink=0.9)
+    return _save(fig, path)
+
+
+def ood_accuracy_plot(
+    study: StudySpec, rows: Sequence[Mapping[str, Any]], path: str | Path
+) -> Path | None:
+    """Accuracy on each test set (ID and OOD) per loss, mean ± sd over seeds as error bars.
+
+    One panel per training distribution; bars grouped by loss, one bar per test set.
+
+    Returns:
+        The written path, or ``None`` if there is nothing to draw.
+    """
+    est = metric_estimates(rows)
+    panels = []
+    for entry in study.train:
+        tests = list(dict.fromkeys(
+            (r["test_dist"], r["role"]) for r in rows if r["train_dist"] == entry.id))
+        tests.sort(key=lambda t: t[1] != "id")
+        losses = [e.id for e in study.losses if any((entry.id, t, e.id) in est for t, _ in tests)]
+        if losses:
+            panels.append((entry.id, tests, losses))
+    if not panels:
+        return None
+    plt = _pyplot()
+    fig, axes = plt.subplots(
+        1, len(panels), figsize=(4.5 * len(panels), 3.6), squeeze=False, sharey=True
+    )
+    for ax, (train, tests, losses) in zip(axes[0], panels, strict=True):
+        width = 0.8 / len(tests)
+        for t, (test, role) in enumerate(tests):
+            means, errors, xs = [], [], []
+            for i, loss in enumerate(losses):
+                cell = est.get((train, test, loss))
+                if cell is None:
+                    continue
+                xs.append(i - 0.4 + width * (t + 0.5))
+                means.append(cell["accuracy"].mean)
+                errors.append(cell["accuracy"].sd if cell["accuracy"].k >= 2 else 0.0)
+            ax.bar(xs, means, width, yerr=errors, capsize=2,
+                   label=f"{test} ({role.upper()})", hatch=None if role == "id" else "//")
+        ax.axhline(0.5, color="grey", linewidth=0.8, linestyle=":")
+        ax.set_xticks(range(len(losses)), losses, rotation=30, ha="right")
+        ax.set_ylim(0.0, 1.05)
+        ax.set_title(f"trained on {train}", fontsize=9)
+        ax.legend(fontsize=6, loc="lower left")
+    axes[0][0].set_ylabel("accuracy (mean ± sd over seeds)")
+    return _save(fig, path)

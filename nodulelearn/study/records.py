@@ -1,0 +1,146 @@
+"""The record of one finished run, and the CSV rows it contributes.
+
+A run is finished when ``<out>/runs/<run id>/record.json`` exists: it is written last and
+atomically, and holds everything aggregation needs (metrics per test distribution, sensitivity per
+test distribution, the settings it was run with), so aggregation reads nothing else.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from nodulelearn.study.plan import EvalDist, Run
+
+RECORD_FILE = "record.json"
+RECORD_VERSION = 1
+# Leading columns of results.csv / sensitivity.csv; metric columns follow in first-seen order.
+RESULT_KEYS = ("run_id", "loss", "loss_name", "loss_params", "train_dist", "seed", "test_dist", "role")
+SENSITIVITY_KEYS = RESULT_KEYS + ("mode",)
+
+
+def record_path(run_dir: str | Path) -> Path:
+    return Path(run_dir) / RECORD_FILE
+
+
+def read_record(run_dir: str | Path) -> dict[str, Any] | None:
+    """The run's record, or ``None`` if the run has not finished."""
+    path = record_path(run_dir)
+    if not path.is_file():
+        return None
+    return json.loads(path.read_text())
+
+
+def match_metrics(metrics: Mapping[str, Any], dist: EvalDist, spec_name: str | None) -> dict:
+    """The metrics of ``dist`` in a run's ``metrics.json``, whichever name training keyed it by.
+
+    Raises:
+        KeyError: none of the test distribution's names is in ``metrics``.
+    """
+    for key in (dist.ref, dist.label, spec_name):
+        if key is not None and key in metrics:
+            return dict(metrics[key])
+    raise KeyError(
+        f"metrics.json has no entry for test distribution {dist.label!r} (looked for "
+        f"{dist.ref!r}, {dist.label!r}, {spec_name!r}). Keys present: {', '.join(metrics)}."
+    )
+
+
+def build_record(
+    run: Run,
+    fingerprint: Mapping[str, Any],
+    metrics: Mapping[str, Mapping[str, Any]],
+    sensitivity: Mapping[str, Mapping[str, Any]],
+    seconds: Mapping[str, float],
+) -> dict[str, Any]:
+    """The JSON record of a finished run.
+
+    Args:
+        run: the run.
+        fingerprint: the settings it ran with (see runner.run_fingerprint).
+        metrics: test distribution label -> metric dict (accuracy, auc, ...).
+        sensitivity: test distribution label -> permutation_sensitivity result.
+        seconds: wall time of its stages ("train", "sensitivity").
+    """
+    return {
+        "version": RECORD_VERSION,
+        "run_id": run.id,
+        "loss": run.loss.id,
+        "loss_name": run.loss.loss,
+        "loss_params": dict(run.loss.params),
+        "train_dist": run.train.id,
+        "seed": run.seed,
+        "tests": [{"label": t.label, "ref": t.ref, "role": t.role} for t in run.tests],
+        "fingerprint": dict(fingerprint),
+        "metrics": {k: dict(v) for k, v in metrics.items()},
+        "sensitivity": {k: dict(v) for k, v in sensitivity.items()},
+        "seconds": dict(seconds),
+    }
+
+
+def flatten(values: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Flattens nested metric values into CSV cells.
+
+    Nested dicts become ``<key>_<sub>``; a pair ``[lo, hi]`` (an interval) becomes ``<key>_lo`` and
+    ``<key>_hi``; other lists are kept as JSON text.
+    """
+    flat: dict[str, Any] = {}
+    for key, value in values.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            flat.update(flatten(value, prefix=f"{name}_"))
+        elif isinstance(value, (list, tuple)):
+            if len(value) == 2 and all(isinstance(v, (int, float)) or v is None for v in value):
+                flat[f"{name}_lo"], flat[f"{name}_hi"] = value
+            else:
+                flat[name] = json.dumps(value)
+        else:
+            flat[name] = value
+    return flat
+
+
+def _run_keys(record: Mapping[str, Any], test: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "run_id": record["run_id"],
+        "loss": record["loss"],
+        "loss_name": record["loss_name"],
+        "loss_params": json.dumps(record["loss_params"], sort_keys=True),
+        "train_dist": record["train_dist"],
+        "seed": record["seed"],
+        "test_dist": test["label"],
+        "role": test["role"],
+    }
+
+
+def result_rows(record: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """One row per test distribution of the run: the run's keys then every metric."""
+    return [
+        {**_run_keys(record, test), **flatten(record["metrics"][test["label"]])}
+        for test in record["tests"]
+    ]
+
+
+def sensitivity_rows(record: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """One row per (analysed test distribution, mode): the run's keys, the mode, every field."""
+    rows = []
+    for test in record["tests"]:
+        result = record["sensitivity"].get(test["label"])
+        if result is None:  # sensitivity.on = "id": the OOD sets were not analysed
+            continue
+        baseline = flatten(result.get("baseline", {}), prefix="baseline_")
+        for mode in result["modes"]:
+            fields = {k: v for k, v in mode.items() if k != "mode"}
+            rows.append(
+                {**_run_keys(record, test), "mode": mode["mode"], **flatten(fields), **baseline}
+            )
+    return rows
+
+
+def columns(rows: Iterable[Mapping[str, Any]], leading: tuple[str, ...]) -> list[str]:
+    """``leading`` then every other key of ``rows`` in first-seen order."""
+    seen = dict.fromkeys(leading)
+    for row in rows:
+        seen.update(dict.fromkeys(row))
+    return list(seen)

@@ -1,0 +1,249 @@
+"""Runs the runs of a study (or of one shard of it): train, evaluate, sensitivity, record.
+
+Every stage leaves its result on disk before the next starts, so a relaunch after any
+interruption redoes only what is missing:
+
+    <out>/study.json                       the validated study (aggregation reads it)
+    <out>/runs/<run id>/train/             training's run directory (train() resumes it itself)
+    <out>/runs/<run id>/sensitivity/<test dist>.json
+    <out>/runs/<run id>/record.json        written last: the run is finished
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import shutil
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from nodulelearn.study import records
+from nodulelearn.study.atomic import to_jsonable, write_json_atomic
+from nodulelearn.study.plan import Run, plan_runs, shard_runs, train_config_fields
+from nodulelearn.study.spec import StudyError, StudySpec
+
+log = logging.getLogger(__name__)
+
+# The sensitivity analysis samples its test sets with this offset added to the run's seed, so that
+# they never coincide with the samples the model was trained on (sample i depends on (seed, i)).
+SENSITIVITY_SEED_OFFSET = 1_000_003
+STUDY_FILE = "study.json"
+
+
+@dataclasses.dataclass(frozen=True)
+class RunOutcome:
+    """What happened to one run: ``status`` is ``"ran"`` or ``"skipped"`` (already finished)."""
+
+    run_id: str
+    status: str
+    seconds: float
+
+
+def run_dir(out_dir: str | Path, run: Run | str) -> Path:
+    """The directory of a run inside a study's output directory."""
+    return Path(out_dir) / "runs" / (run if isinstance(run, str) else run.id)
+
+
+def run_fingerprint(study: StudySpec, run: Run) -> dict[str, Any]:
+    """Everything that determines a run's results; a finished run with another one is stale."""
+    return to_jsonable(
+        {
+            "train": train_config_fields(study, run),
+            "sensitivity": dataclasses.asdict(study.sensitivity),
+            "tests": [dataclasses.asdict(t) for t in run.tests],
+        }
+    )
+
+
+def is_finished(out_dir: str | Path, study: StudySpec, run: Run) -> bool:
+    """Whether the run's record exists and was made with the study's current settings.
+
+    Raises:
+        StudyError: a record exists but was made with other settings (it would silently mix
+            results of two different studies).
+    """
+    record = records.read_record(run_dir(out_dir, run))
+    if record is None:
+        return False
+    if record.get("fingerprint") != run_fingerprint(study, run):
+        raise StudyError(
+            f"Run {run.id!r} in {str(out_dir)!r} was made with other settings than the study "
+            f"{study.name!r} now asks for. Use another --out, or --overwrite to redo it."
+        )
+    return True
+
+
+def _default_train(config_fields: dict[str, Any], train_dir: Path, overwrite: bool) -> dict:
+    from nodulelearn.training import TrainConfig, train
+
+    return train(TrainConfig(**config_fields), str(train_dir), overwrite=overwrite)
+
+
+class _PermutationAnalysis:
+    """``permutation_sensitivity`` of a run's ``model.keras``, loading the model once per run."""
+
+    def __init__(self):
+        self._models: dict[Path, Any] = {}
+
+    def __call__(
+        self, train_dir: Path, dist_ref: str, *, n: int, repeats: int, seed: int, batch_size: int
+    ) -> dict:
+        from nodulelearn.sensitivity import permutation_sensitivity
+        from nodulelearn.sensitivity.model_loading import load_keras_model
+
+        path = Path(train_dir) / "model.keras"
+        if path not in self._models:
+            self._models[path] = load_keras_model(str(path))
+        return permutation_sensitivity(
+            self._models[path], dist_ref, n=n, repeats=repeats, seed=seed, batch_size=batch_size
+        )
+
+
+def _train_stage(study, run, directory, overwrite, train_fn) -> dict[str, Any]:
+    """Trains the run unless its training directory is complete; returns its metrics.json."""
+    train_dir = directory / "train"
+    metrics_path = train_dir / "metrics.json"
+    fields = train_config_fields(study, run)
+    if overwrite or not (metrics_path.is_file() and (train_dir / "model.keras").is_file()):
+        train_fn(fields, train_dir, overwrite)
+    else:
+        log.info("%s: training already complete, reusing %s", run.id, train_dir)
+    return json.loads(metrics_path.read_text())
+
+
+def _sensitivity_stage(study, run, directory, sensitivity_fn) -> dict[str, dict]:
+    """The permutation analysis on each analysed test distribution, one file per distribution."""
+    tests = run.tests if study.sensitivity.on == "all" else run.tests[:1]
+    results = {}
+    for test in tests:
+        path = directory / "sensitivity" / f"{test.label}.json"
+        if not path.is_file():
+            result = sensitivity_fn(
+                directory / "train",
+                test.ref,
+                n=study.sensitivity.n,
+                repeats=study.sensitivity.repeats,
+                seed=run.seed + SENSITIVITY_SEED_OFFSET,
+                batch_size=study.sensitivity.batch_size,
+            )
+            write_json_atomic(path, result)
+        results[test.label] = json.loads(path.read_text())
+    return results
+
+
+def execute_run(
+    study: StudySpec,
+    run: Run,
+    out_dir: str | Path,
+    *,
+    overwrite: bool = False,
+    train_fn: Callable | None = None,
+    sensitivity_fn: Callable | None = None,
+) -> dict[str, Any]:
+    """Trains, evaluates and probes one run, then writes its record.
+
+    Args:
+        study: the validated study.
+        run: one of ``plan_runs(study)``.
+        out_dir: the study's output directory.
+        overwrite: redo every stage even if its files exist.
+        train_fn: ``(TrainConfig fields, train_dir, overwrite) -> metrics`` (default: builds a
+            ``TrainConfig`` and calls ``nodulelearn.training.train``).
+        sensitivity_fn: ``(train_dir, dist_ref, *, n, repeats, seed, batch_size) -> result``
+            (default: ``nodulelearn.sensitivity.permutation_sensitivity`` on the run's model).
+
+    Returns:
+        The run's record (also written to ``<out>/runs/<run id>/record.json``).
+    """
+    from nodulelearn.datasets import load_spec
+
+    directory = run_dir(out_dir, run)
+    if overwrite and directory.exists():
+        shutil.rmtree(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    start = time.monotonic()
+    raw_metrics = _train_stage(study, run, directory, overwrite, train_fn or _default_train)
+    trained = time.monotonic()
+    metrics = {
+        t.label: records.match_metrics(raw_metrics, t, getattr(load_spec(t.ref), "name", None))
+        for t in run.tests
+    }
+    sensitivity = _sensitivity_stage(study, run, directory, sensitivity_fn or _PermutationAnalysis())
+    seconds = {"train": trained - start, "sensitivity": time.monotonic() - trained}
+    record = records.build_record(
+        run, run_fingerprint(study, run), metrics, sensitivity, seconds
+    )
+    write_json_atomic(records.record_path(directory), record)
+    return record
+
+
+def _format_duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    if seconds < 60:
+        return f"{seconds}s"
+    minutes, seconds = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes}m{seconds:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m"
+
+
+def write_study_file(out_dir: str | Path, study: StudySpec) -> Path:
+    """Writes the validated study to ``<out>/study.json`` (what --aggregate_only reads)."""
+    return write_json_atomic(Path(out_dir) / STUDY_FILE, study.to_dict())
+
+
+def run_study(
+    study: StudySpec,
+    out_dir: str | Path,
+    *,
+    shard: tuple[int, int] = (0, 1),
+    overwrite: bool = False,
+    train_fn: Callable | None = None,
+    sensitivity_fn: Callable | None = None,
+) -> list[RunOutcome]:
+    """Runs the unfinished runs of one shard of a validated study, logging a progress line each.
+
+    Args:
+        study: a study that went through ``validate_study``.
+        out_dir: output directory (shared by every shard).
+        shard: ``(i, n)``: run every n-th run of the id-sorted list, starting at the i-th.
+        overwrite: redo finished runs too.
+        train_fn, sensitivity_fn: see ``execute_run`` (tests replace them).
+
+    Returns:
+        One ``RunOutcome`` per run of the shard, in run order.
+    """
+    write_study_file(out_dir, study)
+    runs: Sequence[Run] = shard_runs(plan_runs(study), *shard)
+    pending = {r.id for r in runs if overwrite or not is_finished(out_dir, study, r)}
+    log.info(
+        "Study %r, shard %d/%d: %d run(s), %d already finished, %d to run; output in %s",
+        study.name, shard[0], shard[1], len(runs), len(runs) - len(pending), len(pending), out_dir,
+    )  # fmt: skip
+    outcomes: list[RunOutcome] = []
+    started = time.monotonic()
+    ran_seconds: list[float] = []
+    for k, run in enumerate(runs, start=1):
+        if run.id not in pending:
+            outcomes.append(RunOutcome(run.id, "skipped", 0.0))
+            log.info("[%d/%d] %s: skipped (already finished)", k, len(runs), run.id)
+            continue
+        run_start = time.monotonic()
+        execute_run(
+            study, run, out_dir,
+            overwrite=overwrite, train_fn=train_fn, sensitivity_fn=sensitivity_fn,
+        )  # fmt: skip
+        ran_seconds.append(time.monotonic() - run_start)
+        outcomes.append(RunOutcome(run.id, "ran", ran_seconds[-1]))
+        left = len(pending) - len(ran_seconds)
+        estimate = left * sum(ran_seconds) / len(ran_seconds)
+        log.info(
+            "[%d/%d] %s: done in %s; elapsed %s, about %s remaining (%d run(s) left)",
+            k, len(runs), run.id, _format_duration(ran_seconds[-1]),
+            _format_duration(time.monotonic() - started), _format_duration(estimate), left,
+        )  # fmt: skip
+    return outcomes

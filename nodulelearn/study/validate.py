@@ -1,0 +1,90 @@
+"""Checks a study against what the package knows: losses, dataset presets and TrainConfig fields.
+
+Run before any training, so that a typo fails in a second with the list of valid names instead of
+an hour into a study.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from nodulelearn.study.spec import RUN_FIELDS, StudyError, StudySpec, TrainEntry
+
+
+def _check_losses(study: StudySpec) -> None:
+    from nodulelearn import losses
+
+    valid = losses.names()
+    for entry in study.losses:
+        if entry.loss not in valid:
+            raise StudyError(
+                f"Study {study.source!r}: [losses.{entry.id}] names unknown loss {entry.loss!r}. "
+                f"Valid losses: {', '.join(valid)}."
+            )
+        hparams = losses.info(entry.loss).hparams
+        unknown = sorted(set(entry.params) - set(hparams))
+        if unknown:
+            raise StudyError(
+                f"Study {study.source!r}: [losses.{entry.id}] sets unknown hyperparameter(s) "
+                f"{', '.join(unknown)} of loss {entry.loss!r}. "
+                f"Valid hyperparameters: {', '.join(sorted(hparams)) or '(none)'}."
+            )
+        try:  # the loss checks its own values (e.g. a negative temperature)
+            losses.get(entry.loss, **entry.params)
+        except (TypeError, ValueError) as err:
+            raise StudyError(f"Study {study.source!r}: [losses.{entry.id}]: {err}") from None
+
+
+def _load_dist(study: StudySpec, ref: str, where: str):
+    from nodulelearn.datasets import load_spec, preset_names
+
+    try:
+        return load_spec(ref)
+    except Exception as err:  # SpecError, FileNotFoundError, UnknownNameError, ...
+        raise StudyError(
+            f"Study {study.source!r}: {where} names distribution {ref!r}, which cannot be loaded "
+            f"({err}). Expected a dataset preset ({', '.join(preset_names())}) or a path to a "
+            "distribution .toml file."
+        ) from None
+
+
+def _resolve_train(study: StudySpec, entry: TrainEntry) -> TrainEntry:
+    spec = _load_dist(study, entry.dist, f"[train.{entry.id}]")
+    ood = entry.ood
+    if ood is None:
+        ood = tuple(getattr(spec, "ood_companions", ()) or ())
+    for ref in ood:
+        _load_dist(study, ref, f"[train.{entry.id}] ood")
+    return dataclasses.replace(entry, ood=tuple(ood))
+
+
+def _check_budget(study: StudySpec) -> None:
+    from nodulelearn.training import TrainConfig
+
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    unknown = sorted(set(study.budget) - fields)
+    if unknown:
+        raise StudyError(
+            f"Study {study.source!r}: unknown [budget] key(s) {', '.join(unknown)}. "
+            f"Valid keys (TrainConfig fields): {', '.join(sorted(fields - set(RUN_FIELDS)))}."
+        )
+
+
+def validate_study(study: StudySpec) -> StudySpec:
+    """Checks every name of a study and resolves each training distribution's OOD sets.
+
+    Args:
+        study: a parsed study.
+
+    Returns:
+        The same study with every ``TrainEntry.ood`` a tuple (defaults taken from the presets'
+        ``ood_companions``).
+
+    Raises:
+        StudyError: an unknown loss, hyperparameter, distribution or budget key, listing the
+            valid ones.
+    """
+    _check_losses(study)
+    _check_budget(study)
+    train = tuple(_resolve_train(study, entry) for entry in study.train)
+    return dataclasses.replace(study, train=train)

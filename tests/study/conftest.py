@@ -1,0 +1,118 @@
+"""Fixtures of the study tests: tiny distribution and study files, and stand-in stages.
+
+The stand-ins (``FakeStages``) replace training and the sensitivity analysis in the tests of the
+study's own logic (planning, resuming, sharding, aggregation), which then run in milliseconds;
+test_end_to_end.py runs the real ones.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+
+TINY_TRAIN = """\
+name = "tiny_train"
+image_size = 32
+pixel_spacing_mm = 1.5
+[modes.margin]
+alignment = 1.0
+[modes.size]
+alignment = 1.0
+"""
+TINY_OOD = """\
+name = "tiny_ood"
+image_size = 32
+pixel_spacing_mm = 1.5
+[modes.margin]
+alignment = 1.0
+[modes.size]
+alignment = 0.0
+"""
+TINY_STUDY = """\
+name = "tiny"
+seeds = {seeds}
+
+[budget]
+{budget}
+
+[sensitivity]
+n = 32
+repeats = 1
+
+[losses.ce]
+
+[losses.supcon]
+temperature = 0.2
+
+[train.tiny]
+dist = "tiny_train.toml"
+ood = ["tiny_ood.toml"]
+"""
+MODES = ("margin", "size", "texture", "calcification", "contrast", "position", "noise", "vessels")
+
+
+def write_tiny_study(directory: Path, *, seeds=(0, 1), budget: str = "") -> Path:
+    """Writes tiny_train.toml, tiny_ood.toml and study.toml into ``directory``; returns the study."""
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "tiny_train.toml").write_text(TINY_TRAIN)
+    (directory / "tiny_ood.toml").write_text(TINY_OOD)
+    path = directory / "study.toml"
+    path.write_text(TINY_STUDY.format(seeds=list(seeds), budget=budget))
+    return path
+
+
+def _unit(*parts) -> float:
+    """A deterministic number in [0, 1) from ``parts``."""
+    digest = hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).digest()
+    return int.from_bytes(digest[:4], "big") / 2**32
+
+
+class FakeStages:
+    """Deterministic stand-ins for train() and permutation_sensitivity(), counting their calls."""
+
+    def __init__(self):
+        self.train_calls: list[str] = []
+        self.sensitivity_calls: list[tuple[str, str]] = []
+
+    def train(self, fields, train_dir: Path, overwrite: bool) -> dict:
+        self.train_calls.append(str(train_dir))
+        train_dir.mkdir(parents=True, exist_ok=True)
+        metrics = {}
+        for ref in fields["test_dists"]:
+            acc = 0.5 + 0.5 * _unit(fields["loss"], fields["seed"], ref)
+            metrics[Path(ref).stem] = {
+                "accuracy": acc, "sensitivity": acc, "specificity": acc,
+                "balanced_accuracy": acc, "auc": min(1.0, acc + 0.05), "n": 64,
+            }  # fmt: skip
+        (train_dir / "model.keras").write_bytes(b"stand-in")
+        (train_dir / "metrics.json").write_text(json.dumps(metrics))
+        return metrics
+
+    def sensitivity(self, train_dir, dist_ref, *, n, repeats, seed, batch_size) -> dict:
+        self.sensitivity_calls.append((str(train_dir), dist_ref))
+        weights = [_unit(str(train_dir.parent.name), dist_ref, m) for m in MODES]
+        total = sum(weights)
+        modes = []
+        for mode, w in zip(MODES, weights, strict=True):
+            share = w / total
+            modes.append({
+                "mode": mode, "varies": True, "delta_accuracy": w / 4, "mean_abs_delta_p": w / 5,
+                "reliance": share, "reliance_ci_low": share - 0.02,
+                "reliance_ci_high": share + 0.02,
+            })  # fmt: skip
+        return {"baseline": {"accuracy": 0.9, "auc": 0.95}, "modes": modes, "n": n, "seed": seed}
+
+
+@pytest.fixture
+def fake_stages():
+    """A factory of fresh ``FakeStages`` (each counts its own calls)."""
+    return FakeStages
+
+
+@pytest.fixture
+def tiny_study_files():
+    """``write_tiny_study(directory, *, seeds, budget) -> study path``."""
+    return write_tiny_study

@@ -1,0 +1,117 @@
+"""Running, resuming, sharding and aggregating a study, with stand-ins for training and the
+sensitivity analysis (the real ones run in test_end_to_end.py)."""
+
+import csv
+import logging
+
+import pytest
+
+from nodulelearn.study import StudyError, aggregate_study, load_study, run_study
+from nodulelearn.study.aggregate import OUTPUTS, read_study_file
+
+
+def _run(study, out, stages, **kwargs):
+    return run_study(
+        study, out, train_fn=stages.train, sensitivity_fn=stages.sensitivity, **kwargs
+    )
+
+
+@pytest.fixture
+def study(tmp_path, tiny_study_files):
+    return load_study(str(tiny_study_files(tmp_path / "spec")))
+
+
+def _rows(path):
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_runs_every_run_and_aggregates(study, tmp_path, fake_stages):
+    out = tmp_path / "out"
+    stages = fake_stages()
+    outcomes = _run(study, out, stages)
+    assert [o.status for o in outcomes] == ["ran"] * 4
+    assert len(stages.train_calls) == 4  # 2 losses x 2 seeds
+    assert len(stages.sensitivity_calls) == 8  # x 2 test sets (on = "all")
+    agg = aggregate_study(study, out)
+    assert not agg.missing and len(agg.records) == 4
+    for name in OUTPUTS:
+        assert (out / name).is_file(), name
+    results = _rows(out / "results.csv")
+    assert len(results) == 4 * 2
+    assert list(results[0])[:8] == [
+        "run_id", "loss", "loss_name", "loss_params", "train_dist", "seed", "test_dist", "role"
+    ]
+    assert {"accuracy", "sensitivity", "specificity", "balanced_accuracy", "auc", "n"} <= set(
+        results[0]
+    )
+    assert {(r["test_dist"], r["role"]) for r in results} == {
+        ("tiny_train", "id"), ("tiny_ood", "ood")
+    }
+    sens = _rows(out / "sensitivity.csv")
+    assert len(sens) == 4 * 2 * 8
+    assert {"mode", "reliance", "reliance_ci_low", "baseline_accuracy"} <= set(sens[0])
+    assert read_study_file(out).to_dict() == study.to_dict()
+    summary = (out / "summary.md").read_text()
+    assert "Runs finished: 4 of 4" in summary and "## Trained on `tiny`" in summary
+    assert "| tiny_ood (OOD) | supcon | 2 |" in summary
+
+
+def test_relaunch_does_no_work(study, tmp_path, caplog, fake_stages):
+    out = tmp_path / "out"
+    _run(study, out, fake_stages())
+    records = sorted((out / "runs").glob("*/record.json"))
+    mtimes = [p.stat().st_mtime_ns for p in records]
+
+    def fail(*args, **kwargs):
+        raise AssertionError("a finished run was redone")
+
+    with caplog.at_level(logging.INFO):
+        outcomes = run_study(study, out, train_fn=fail, sensitivity_fn=fail)
+    assert [o.status for o in outcomes] == ["skipped"] * 4
+    assert [p.stat().st_mtime_ns for p in records] == mtimes
+    assert caplog.text.count("skipped (already finished)") == 4
+
+
+def test_resume_redoes_only_what_is_missing(study, tmp_path, fake_stages):
+    out = tmp_path / "out"
+    _run(study, out, fake_stages())
+    run_dir = out / "runs" / "ce__tiny__s1"
+    (run_dir / "record.json").unlink()  # interrupted during the sensitivity analysis
+    (run_dir / "sensitivity" / "tiny_ood.json").unlink()
+    again = fake_stages()
+    outcomes = _run(study, out, again)
+    assert [o.run_id for o in outcomes if o.status == "ran"] == ["ce__tiny__s1"]
+    assert again.train_calls == []  # its training had finished
+    assert [ref.endswith("tiny_ood.toml") for _, ref in again.sensitivity_calls] == [True]
+    assert (run_dir / "record.json").is_file()
+
+
+def test_shards_merge_to_the_unsharded_study(study, tmp_path, fake_stages):
+    whole, parts = tmp_path / "whole", tmp_path / "parts"
+    _run(study, whole, fake_stages())
+    aggregate_study(study, whole)
+    first = fake_stages()
+    _run(study, parts, first, shard=(0, 2))
+    assert len(first.train_calls) == 2
+    partial = aggregate_study(study, parts)  # what has finished so far, and what is missing
+    assert len(partial.missing) == 2 and "2 run(s) missing" in partial.summary
+    _run(study, parts, fake_stages(), shard=(1, 2))
+    merged = aggregate_study(study, parts)
+    assert not merged.missing
+    for name in ("results.csv", "sensitivity.csv", "summary.md"):
+        assert (parts / name).read_text() == (whole / name).read_text(), name
+
+
+def test_changed_settings_are_not_mixed(study, tmp_path, fake_stages, tiny_study_files):
+    out = tmp_path / "out"
+    _run(study, out, fake_stages())
+    changed = load_study(str(tiny_study_files(tmp_path / "spec2", budget="epochs = 9")))
+    with pytest.raises(StudyError, match="other settings.*--overwrite"):
+        _run(changed, out, fake_stages())
+    agg = aggregate_study(changed, out)
+    assert len(agg.stale) == 4 and agg.records == []
+    stages = fake_stages()
+    _run(changed, out, stages, overwrite=True)
+    assert len(stages.train_calls) == 4
+    assert not aggregate_study(changed, out).stale
