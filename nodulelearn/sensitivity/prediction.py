@@ -1,0 +1,173 @@
+"""Render factors and run a Keras model on the images, batched, in one compiled TF function.
+
+Rendering and prediction are fused per batch so that images never round-trip through numpy.
+The renderer is XLA-compiled per batch shape, and the permutation analysis renders subsets of
+every size, so a short batch is padded (repeating its last sample) up to the next power of two:
+at most log2(batch_size) + 1 shapes are ever compiled. Each image depends only on its own
+factors and seed, so padding changes no image.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import tensorflow as tf
+
+from nodulelearn.datasets import MODE_NAMES, render
+
+OUTPUTS = ("probability", "logit")
+# Probabilities may leave [0, 1] by float round-off only.
+_PROBABILITY_TOLERANCE = 1e-4
+
+
+class ModelOutputError(ValueError):
+    """The model's output is not a single P(malignant) (or logit) per image."""
+
+
+def _as_column(outputs: tf.Tensor) -> tf.Tensor:
+    """``[B, 1]`` or ``[B]`` model output as ``[B]``; anything else is an error."""
+    shape = outputs.shape
+    if shape.rank == 2 and shape[-1] == 1:
+        return outputs[:, 0]
+    if shape.rank == 1:
+        return outputs
+    raise ModelOutputError(
+        "Expected the model to output one P(malignant) (or logit) per image, shape [B, 1] or "
+        f"[B]. Received output shape {tuple(shape)}."
+    )
+
+
+class BatchedRenderer:
+    """Renders factor values of one distribution and applies a function to each batch.
+
+    Args:
+        image_size: side of the rendered images, pixels.
+        pixel_spacing_mm: pixel spacing of the rendered images.
+        fn: ``images [B, H, W, 1] float32 -> tensor [B, ...]``, e.g. a Keras model.
+        batch_size: images rendered and processed at once.
+    """
+
+    def __init__(
+        self,
+        *,
+        image_size: int,
+        pixel_spacing_mm: float,
+        fn: Callable[[tf.Tensor], tf.Tensor],
+        batch_size: int = 256,
+    ):
+        if batch_size < 1:
+            raise ValueError(f"Expected a positive batch_size. Received: batch_size={batch_size}")
+        self.image_size = int(image_size)
+        self.pixel_spacing_mm = float(pixel_spacing_mm)
+        self.batch_size = int(batch_size)
+        self._fn = fn
+        signature = (
+            {m: tf.TensorSpec([None], tf.float32) for m in MODE_NAMES},
+            tf.TensorSpec([None, 2], tf.int32),
+        )
+        self._step = tf.function(self._render_apply, input_signature=signature)
+
+    def _render_apply(self, values, noise_seeds):
+        images = render(
+            values,
+            noise_seeds,
+            image_size=self.image_size,
+            pixel_spacing_mm=self.pixel_spacing_mm,
+        )
+        return self._fn(images)
+
+    def _padded_size(self, count: int) -> int:
+        return min(self.batch_size, 1 << max(count - 1, 0).bit_length())
+
+    def apply(self, factors) -> np.ndarray:
+        """Renders ``factors`` (a ``Factors``) batch by batch; returns ``fn``'s outputs stacked."""
+        n = len(factors)
+        outputs = []
+        for start in range(0, n, self.batch_size):
+            stop = min(start + self.batch_size, n)
+            # Pad by repeating the last sample: a bounded set of batch shapes (see module doc).
+            rows = np.arange(start, start + self._padded_size(stop - start)).clip(max=stop - 1)
+            values = {m: tf.constant(factors.values[m][rows], tf.float32) for m in MODE_NAMES}
+            seeds = tf.constant(factors.noise_seeds[rows], tf.int32)
+            outputs.append(self._step(values, seeds).numpy()[: stop - start])
+        if not outputs:
+            return np.zeros((0,), np.float32)
+        return np.concatenate(outputs, axis=0)
+
+
+def _stable_sigmoid(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float64)
+    out = np.empty_like(x)
+    pos = x >= 0
+    out[pos] = 1.0 / (1.0 + np.exp(-x[pos]))
+    e = np.exp(x[~pos])
+    out[~pos] = e / (1.0 + e)
+    return out
+
+
+def to_probabilities(raw: np.ndarray, outputs: str) -> np.ndarray:
+    """Model outputs ``[n]`` as float64 P(malignant), checked.
+
+    Args:
+        raw: the model's outputs, ``[n]``.
+        outputs: ``"probability"`` (checked to lie in [0, 1]) or ``"logit"`` (sigmoid applied).
+
+    Returns:
+        float64 ``[n]`` in [0, 1].
+
+    Raises:
+        ModelOutputError: non-finite outputs, or probabilities outside [0, 1].
+    """
+    if outputs not in OUTPUTS:
+        raise ValueError(f"Expected outputs to be one of {OUTPUTS}. Received: outputs={outputs!r}")
+    raw = np.asarray(raw, dtype=np.float64)
+    if not np.isfinite(raw).all():
+        raise ModelOutputError(
+            f"The model produced {np.count_nonzero(~np.isfinite(raw))} non-finite outputs "
+            "(NaN or inf); expected finite P(malignant) or logits."
+        )
+    if outputs == "logit":
+        return _stable_sigmoid(raw)
+    low, high = (float(raw.min()), float(raw.max())) if raw.size else (0.0, 1.0)
+    if low < -_PROBABILITY_TOLERANCE or high > 1 + _PROBABILITY_TOLERANCE:
+        raise ModelOutputError(
+            f"Expected P(malignant) in [0, 1] with outputs='probability'; the model's outputs "
+            f"range over [{low:.4g}, {high:.4g}]. If the model outputs logits, pass "
+            "--outputs=logit (library: outputs='logit')."
+        )
+    return np.clip(raw, 0.0, 1.0)
+
+
+class Predictor:
+    """P(malignant) of a Keras classifier on rendered factors.
+
+    Args:
+        model: a Keras model, images ``[B, H, W, 1]`` -> ``[B, 1]`` (or ``[B]``).
+        image_size: side of the rendered images (the distribution's ``image_size``).
+        pixel_spacing_mm: the distribution's pixel spacing.
+        outputs: ``"probability"`` or ``"logit"``.
+        batch_size: images rendered and predicted at once.
+    """
+
+    def __init__(
+        self, model, *, image_size, pixel_spacing_mm, outputs="probability", batch_size=256
+    ):
+        if outputs not in OUTPUTS:
+            raise ValueError(
+                f"Expected outputs to be one of {OUTPUTS}. Received: outputs={outputs!r}"
+            )
+        self.model = model
+        self.outputs = outputs
+        self.calls = 0  # images predicted so far, for the report
+        self._renderer = BatchedRenderer(
+            image_size=image_size,
+            pixel_spacing_mm=pixel_spacing_mm,
+            fn=lambda images: _as_column(model(images, training=False)),
+            batch_size=batch_size,
+        )
+
+    def predict(self, factors) -> np.ndarray:
+        """float64 ``[n]`` P(malignant) of the images rendered from ``factors``."""
+        self.calls += len(factors)
+        return to_probabilities(self._renderer.apply(factors), self.outputs)

@@ -1,0 +1,188 @@
+"""The whole analysis of one model (``probe_model``), one ``bin/train`` run (``probe_run``) and
+several runs at once (``probe_runs``, with a comparison), writing every output file."""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+
+import numpy as np
+
+from nodulelearn.datasets import load_spec, sample_factors
+from nodulelearn.sensitivity import comparison, figures, report
+from nodulelearn.sensitivity.decodability import decodability
+from nodulelearn.sensitivity.model_loading import ModelLoadError, check_input_shape, load_run
+from nodulelearn.sensitivity.partial_dependence import partial_dependence
+from nodulelearn.sensitivity.permutation import permutation_sensitivity
+from nodulelearn.sensitivity.prediction import BatchedRenderer, Predictor
+from nodulelearn.sensitivity.saliency import saliency
+
+
+def _renderer(spec, fn, batch_size):
+    return BatchedRenderer(
+        image_size=spec.image_size, pixel_spacing_mm=spec.pixel_spacing_mm, fn=fn,
+        batch_size=batch_size,
+    )
+
+
+def _saliency_samples(labels: np.ndarray, per_class: int) -> np.ndarray:
+    """Positions of the first ``per_class`` benign and first ``per_class`` malignant samples."""
+    picks = [np.flatnonzero(labels == label)[:per_class] for label in (0, 1)]
+    return np.concatenate(picks)
+
+
+def probe_model(
+    model,
+    spec,
+    out_dir: str,
+    *,
+    n: int,
+    repeats: int,
+    seed: int,
+    outputs: str = "probability",
+    encoder=None,
+    batch_size: int = 256,
+    bootstrap: int = 200,
+    partial_dependence_n: int = 256,
+    saliency_per_class: int = 3,
+    label: str | None = None,
+) -> dict:
+    """Permutation sensitivity, partial dependence, decodability and saliency of one model.
+
+    Writes into ``out_dir``: sensitivity.json/.csv/.png, partial_dependence.json/.png,
+    decodability.json (only with an ``encoder``), saliency.png (skipped if
+    ``saliency_per_class`` is 0).
+
+    Args:
+        model: Keras classifier, images ``[B, H, W, 1]`` -> P(malignant) (or logits).
+        spec: ``DistributionSpec``, preset name or TOML path of the test distribution.
+        out_dir: output directory (created).
+        n, repeats, seed, outputs, batch_size, bootstrap: see ``permutation_sensitivity``.
+        encoder: optional Keras model, images -> embeddings ``[B, D]``.
+        partial_dependence_n: test samples used per partial-dependence grid point (0: skip).
+        saliency_per_class: images per class shown in saliency.png (0: skip).
+        label: name of the model in titles.
+
+    Returns:
+        The permutation result (as in sensitivity.json) plus ``"table"`` (text) and ``"files"``.
+    """
+    spec = load_spec(spec) if isinstance(spec, (str, os.PathLike)) else spec
+    check_input_shape(model, spec.image_size)
+    factors = sample_factors(spec, n, seed)
+    result = permutation_sensitivity(
+        model, spec, n=n, repeats=repeats, seed=seed, outputs=outputs, batch_size=batch_size,
+        bootstrap=bootstrap, factors=factors,
+    )
+    result["model"] = label
+    title = f"{label + ': ' if label else ''}permutation sensitivity on {spec.name}"
+    files = report.write_sensitivity(out_dir, result)
+    files.append(report.save_figure(
+        os.path.join(out_dir, report.SENSITIVITY_PNG), figures.sensitivity_figure(result)
+    ))
+    predictor = Predictor(model, image_size=spec.image_size, pixel_spacing_mm=spec.pixel_spacing_mm,
+                          outputs=outputs, batch_size=batch_size)
+    if partial_dependence_n > 0:
+        subset = factors.subset(np.arange(min(n, partial_dependence_n)))
+        curves = partial_dependence(predictor, subset)
+        files.append(report.write_json(
+            os.path.join(out_dir, report.PARTIAL_DEPENDENCE_JSON),
+            {"distribution": spec.name, "n": min(n, partial_dependence_n), "modes": curves},
+        ))
+        files.append(report.save_figure(
+            os.path.join(out_dir, report.PARTIAL_DEPENDENCE_PNG),
+            figures.partial_dependence_figure(curves, f"Partial dependence on {spec.name}"),
+        ))
+    if encoder is not None:
+        check_input_shape(encoder, spec.image_size)
+        embeddings = _renderer(spec, lambda images: encoder(images, training=False),
+                               batch_size).apply(factors)
+        files.append(report.write_json(
+            os.path.join(out_dir, report.DECODABILITY_JSON),
+            {"distribution": spec.name, "embedding_dim": int(np.prod(embeddings.shape[1:])),
+             "modes": decodability(embeddings, factors, seed=seed)},
+        ))
+    if saliency_per_class > 0:
+        chosen = factors.subset(_saliency_samples(factors.labels, saliency_per_class))
+        images = _renderer(spec, lambda images: images, batch_size).apply(chosen)
+        maps = saliency(model, images, chosen.labels, predictor.predict(chosen), outputs=outputs)
+        result["saliency_message"] = maps["gradcam_message"]
+        files.append(report.save_figure(
+            os.path.join(out_dir, report.SALIENCY_PNG),
+            figures.saliency_figure(maps, f"Saliency (tf-explain) on {spec.name}"),
+        ))
+    result["table"] = report.format_table(result, title)
+    result["files"] = files
+    return result
+
+
+def _dir_name(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name) or "distribution"
+
+
+def probe_run(
+    run_dir: str,
+    out_dir: str,
+    *,
+    dists=None,
+    n: int,
+    repeats: int,
+    seed: int,
+    unsafe_deserialization: bool = False,
+    **options,
+) -> dict[str, dict]:
+    """The whole ``bin/probe_features`` analysis of one ``bin/train`` run directory.
+
+    Args:
+        run_dir: a run directory (model.keras; config.json and encoder.keras if present).
+        out_dir: outputs go here directly for one distribution, else into ``out_dir/<dist>/``.
+        dists: test distributions (preset names, TOML paths or specs); default: the run's
+            ``test_dists`` from config.json.
+        n, repeats, seed: see ``permutation_sensitivity``.
+        unsafe_deserialization: allow model files to run Python code when loaded.
+        **options: passed to ``probe_model`` (outputs, batch_size, bootstrap, ...).
+
+    Returns:
+        Distribution name -> the result of ``probe_model``.
+
+    Raises:
+        ModelLoadError: missing model, refused file, no distribution to test on.
+    """
+    run = load_run(run_dir, unsafe_deserialization=unsafe_deserialization)
+    dists = list(dists or run.test_dists)
+    if not dists:
+        raise ModelLoadError(
+            f"No test distribution: the run {run_dir!r} has no test_dists in its config.json. "
+            "Pass --dist=<preset|path.toml> (library: dists=[...])."
+        )
+    specs = [load_spec(d) if isinstance(d, (str, os.PathLike)) else d for d in dists]
+    results = {}
+    for spec in specs:
+        target = out_dir if len(specs) == 1 else os.path.join(out_dir, _dir_name(spec.name))
+        logging.info("probing %s on %s -> %s", run.name, spec.name, target)
+        results[spec.name] = probe_model(
+            run.model, spec, target, n=n, repeats=repeats, seed=seed, encoder=run.encoder,
+            label=run.name, **options,
+        )
+    return results
+
+
+def probe_runs(run_dirs, out_dir: str, *, comparison_metric: str = "reliance", **kwargs) -> dict:
+    """``probe_run`` for several runs (into ``out_dir/<run name>/``) plus their comparison.
+
+    Returns:
+        ``{"runs": {run name: {dist: result}}, "files": comparison files}``.
+    """
+    comparison.comparison_matrix({}, comparison_metric)  # validates the metric before any work
+    names = [os.path.basename(os.path.normpath(d)) for d in run_dirs]
+    if len(set(names)) != len(names):
+        raise ValueError(f"Expected run directories with distinct names. Received: {run_dirs}")
+    runs, rows = {}, {}
+    for name, run_dir in zip(names, run_dirs, strict=True):
+        runs[name] = probe_run(run_dir, os.path.join(out_dir, _dir_name(name)), **kwargs)
+    dists = {d for per_dist in runs.values() for d in per_dist}
+    several = len(dists) > 1 or any(len(per_dist) > 1 for per_dist in runs.values())
+    for name, per_dist in runs.items():
+        for dist, result in per_dist.items():
+            rows[f"{name}:{dist}" if several else name] = result
+    return {"runs": runs, "files": comparison.write_comparison(out_dir, rows, comparison_metric)}

@@ -1,0 +1,147 @@
+"""Writing the analysis' results: JSON, CSV, figures (all atomically) and a readable table.
+
+Every file is written to a temporary name in its destination directory and renamed into place
+(``os.replace``), so an interrupted analysis never leaves a half-written file behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import json
+import math
+import os
+import tempfile
+
+import numpy as np
+
+from nodulelearn.sensitivity.permutation import RECORD_METRICS
+
+SENSITIVITY_JSON = "sensitivity.json"
+SENSITIVITY_CSV = "sensitivity.csv"
+SENSITIVITY_PNG = "sensitivity.png"
+PARTIAL_DEPENDENCE_JSON = "partial_dependence.json"
+PARTIAL_DEPENDENCE_PNG = "partial_dependence.png"
+DECODABILITY_JSON = "decodability.json"
+SALIENCY_PNG = "saliency.png"
+COMPARISON_CSV = "comparison.csv"
+COMPARISON_PNG = "comparison.png"
+
+
+@contextlib.contextmanager
+def atomic_path(path: str):
+    """Yields a temporary path next to ``path``; renames it to ``path`` if the block succeeds."""
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    suffix = os.path.splitext(path)[1]
+    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=suffix, dir=directory)
+    os.close(fd)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def _json_safe(value):
+    """NaN / inf become ``None`` and numpy scalars plain numbers, so the JSON is standard."""
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def write_json(path: str, data) -> str:
+    """Writes ``data`` as indented standard JSON, atomically; returns ``path``."""
+    with atomic_path(path) as tmp, open(tmp, "w") as f:
+        json.dump(_json_safe(data), f, indent=2, allow_nan=False)
+        f.write("\n")
+    return path
+
+
+def write_csv(path: str, rows: list[dict], fieldnames: list[str]) -> str:
+    """Writes ``rows`` (dicts) as CSV with the given columns, atomically; returns ``path``."""
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=fieldnames, extrasaction="ignore")
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: "" if row.get(k) is None else row.get(k) for k in fieldnames})
+    return path
+
+
+def save_figure(path: str, figure) -> str:
+    """Saves a matplotlib figure as PNG, atomically, and closes it; returns ``path``."""
+    import matplotlib.pyplot as plt
+
+    try:
+        with atomic_path(path) as tmp:
+            figure.savefig(tmp, format="png", dpi=120, bbox_inches="tight")
+    finally:
+        plt.close(figure)
+    return path
+
+
+def sensitivity_csv_fields() -> list[str]:
+    """Columns of ``sensitivity.csv``: one row per mode."""
+    fields = ["mode", "kind", "varies"]
+    for name in RECORD_METRICS:
+        fields += [name, f"{name}_ci_low", f"{name}_ci_high"]
+    return [*fields, "n", "repeats"]
+
+
+def write_sensitivity(out_dir: str, result: dict) -> list[str]:
+    """Writes ``sensitivity.json`` (the whole result) and ``sensitivity.csv`` (per-mode rows)."""
+    return [
+        write_json(os.path.join(out_dir, SENSITIVITY_JSON), result),
+        write_csv(
+            os.path.join(out_dir, SENSITIVITY_CSV), result["modes"], sensitivity_csv_fields()
+        ),
+    ]
+
+
+def _fmt(value, ci_low=None, ci_high=None, digits=3) -> str:
+    if value is None:
+        return "-"
+    text = f"{value:+.{digits}f}" if ci_low is not None and ci_low < 0 else f"{value:.{digits}f}"
+    if ci_low is None or ci_high is None:
+        return text
+    return f"{text} [{ci_low:.{digits}f}, {ci_high:.{digits}f}]"
+
+
+def format_table(result: dict, title: str | None = None) -> str:
+    """The permutation result as a readable fixed-width table (one line per mode).
+
+    Modes are sorted by reliance (most relied upon first); modes that do not vary in the test
+    distribution are listed last as "does not vary".
+    """
+    base = result["baseline"]
+    out = io.StringIO()
+    auc = "-" if base.get("auc") is None else f"{base['auc']:.3f}"
+    header = title or f"Permutation sensitivity on {result.get('distribution', '?')}"
+    out.write(
+        f"{header}\n  n={result['n']}, repeats={result['repeats']}, seed={result['seed']}: "
+        f"baseline accuracy {base['accuracy']:.3f}, AUC {auc}; 95% intervals in brackets\n"
+    )
+    columns = ("mode", "reliance", "flip_rate", "mean_abs_delta_p", "delta_accuracy", "delta_auc")
+    widths = (14, 22, 22, 22, 23, 23)
+    out.write("  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)).rstrip() + "\n")
+    records = sorted(
+        result["modes"],
+        key=lambda r: (not r["varies"], -(r.get("reliance") or 0.0), r["mode"]),
+    )
+    for record in records:
+        if not record["varies"]:
+            out.write(f"{record['mode']:<14}  does not vary in this distribution\n")
+            continue
+        cells = [record["mode"]] + [
+            _fmt(record[c], record[f"{c}_ci_low"], record[f"{c}_ci_high"]) for c in columns[1:]
+        ]
+        out.write("  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)).rstrip() + "\n")
+    return out.getvalue()
