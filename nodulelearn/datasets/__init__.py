@@ -16,6 +16,7 @@ from nodulelearn.datasets.spec import (
     preset_names,
     spec_from_dict,
 )
+from nodulelearn.datasets.tfrecords import read_tfrecords, write_tfrecords
 
 __all__ = [
     "MODES", "MODE_NAMES", "Mode", "get_mode",
@@ -23,4 +24,5 @@ __all__ = [
     "Factors", "sample_factors",
     "render",
     "make_dataset",
+    "write_tfrecords", "read_tfrecords",
 ]
