@@ -119,6 +119,6 @@ def ood_accuracy_plot(
         ax.set_xticks(range(len(losses)), losses, rotation=30, ha="right")
         ax.set_ylim(0.0, 1.05)
         ax.set_title(f"trained on {train}", fontsize=9)
-        ax.legend(fontsize=6, loc="lower left")
+        ax.legend(fontsize=6, loc="upper center", bbox_to_anchor=(0.5, -0.28), ncol=2)
     axes[0][0].set_ylabel("accuracy (mean ± sd over seeds)")
     return _save(fig, path)

@@ -116,9 +116,18 @@ def shard_runs(runs: Sequence[Run], index: int, count: int) -> list[Run]:
 
 
 def train_config_fields(study: StudySpec, run: Run) -> dict[str, Any]:
-    """Keyword arguments of ``TrainConfig`` for one run: the study's budget plus the run's own."""
+    """Keyword arguments of ``TrainConfig`` for one run: the study's budget plus the run's own.
+
+    ``probe_epochs`` is dropped for losses trained end to end: it is the linear-probe phase of the
+    pretrain_probe protocol, which they do not have (TrainConfig rejects it for them).
+    """
+    from nodulelearn import losses
+
+    budget = dict(study.budget)
+    if losses.info(run.loss.loss).protocol != "pretrain_probe":
+        budget.pop("probe_epochs", None)
     return {
-        **dict(study.budget),
+        **budget,
         "loss": run.loss.loss,
         "loss_params": dict(run.loss.params),
         "train_dist": run.train.dist,

@@ -79,7 +79,8 @@ def is_finished(out_dir: str | Path, study: StudySpec, run: Run) -> bool:
 def _default_train(config_fields: dict[str, Any], train_dir: Path, overwrite: bool) -> dict:
     from nodulelearn.training import TrainConfig, train
 
-    return train(TrainConfig(**config_fields), str(train_dir), overwrite=overwrite)
+    # verbose=0: the study logs one progress line per run instead of Keras' progress bars.
+    return train(TrainConfig(**config_fields), str(train_dir), overwrite=overwrite, verbose=0)
 
 
 class _PermutationAnalysis:
@@ -93,12 +94,17 @@ class _PermutationAnalysis:
     ) -> dict:
         from nodulelearn.sensitivity import permutation_sensitivity
         from nodulelearn.sensitivity.model_loading import load_keras_model
+        from nodulelearn.training import spec_at_size
 
         path = Path(train_dir) / "model.keras"
         if path not in self._models:
             self._models[path] = load_keras_model(str(path))
+        model = self._models[path]
+        # Rendered at the model's size, like training's own evaluation (a budget may set
+        # image_size, e.g. 32 pixels for smoke studies).
+        spec = spec_at_size(dist_ref, model.input_shape[1])
         return permutation_sensitivity(
-            self._models[path], dist_ref, n=n, repeats=repeats, seed=seed, batch_size=batch_size
+            model, spec, n=n, repeats=repeats, seed=seed, batch_size=batch_size
         )
 
 

@@ -70,6 +70,20 @@ def _check_budget(study: StudySpec) -> None:
         )
 
 
+def _check_run_configs(study: StudySpec) -> None:
+    """Resolves the TrainConfig of every run: bad budget values fail now, not mid-study."""
+    from nodulelearn.study.plan import plan_runs, train_config_fields
+    from nodulelearn.training import TrainConfig, resolve_config
+
+    for run in plan_runs(study):
+        try:
+            resolve_config(TrainConfig(**train_config_fields(study, run)))
+        except (TypeError, ValueError) as err:
+            raise StudyError(
+                f"Study {study.source!r}: run {run.id!r} has an invalid training config: {err}"
+            ) from None
+
+
 def validate_study(study: StudySpec) -> StudySpec:
     """Checks every name of a study and resolves each training distribution's OOD sets.
 
@@ -87,4 +101,6 @@ def validate_study(study: StudySpec) -> StudySpec:
     _check_losses(study)
     _check_budget(study)
     train = tuple(_resolve_train(study, entry) for entry in study.train)
-    return dataclasses.replace(study, train=train)
+    study = dataclasses.replace(study, train=train)
+    _check_run_configs(study)
+    return study

@@ -112,7 +112,7 @@ def fake_stages():
     return FakeStages
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def tiny_study_files():
     """``write_tiny_study(directory, *, seeds, budget) -> study path``."""
     return write_tiny_study

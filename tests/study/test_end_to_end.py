@@ -1,0 +1,120 @@
+"""The real study: training, evaluation and sensitivity analysis, on a tiny smoke-sized study.
+
+The study (2 losses x 1 distribution x 1 seed, 32-pixel images, one epoch) runs once per module;
+the tests then check its outputs, relaunch it through bin/run_study, and rerun it in two shards.
+"""
+
+import csv
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from nodulelearn.study import (
+    StudyError,
+    aggregate_study,
+    load_study,
+    run_study,
+    validate_study,
+)
+from nodulelearn.study.aggregate import OUTPUTS
+
+ROOT = Path(__file__).resolve().parents[2]
+BUDGET = "smoke = true\ndeterministic = true\nbatch_size = 32\nn_test = 64\n"
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory, tiny_study_files):
+    """A tiny study, validated, run and aggregated: (study, study path, out dir, aggregate)."""
+    base = tmp_path_factory.mktemp("e2e")
+    path = tiny_study_files(base / "spec", seeds=(0,), budget=BUDGET)
+    study = validate_study(load_study(str(path)))
+    out = base / "out"
+    outcomes = run_study(study, out)
+    assert [o.status for o in outcomes] == ["ran", "ran"]
+    return study, path, out, aggregate_study(study, out)
+
+
+def _rows(path):
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_outputs_and_columns(finished):
+    study, _, out, agg = finished
+    for name in OUTPUTS:
+        assert (out / name).stat().st_size > 0, name
+    results = _rows(out / "results.csv")
+    assert [(r["loss"], r["test_dist"], r["role"]) for r in results] == [
+        ("ce", "tiny_train", "id"), ("ce", "tiny_ood", "ood"),
+        ("supcon", "tiny_train", "id"), ("supcon", "tiny_ood", "ood"),
+    ]  # fmt: skip
+    for row in results:
+        assert 0.0 <= float(row["accuracy"]) <= 1.0 and 0.0 <= float(row["auc"]) <= 1.0
+        assert int(row["n"]) == 64
+    sens = _rows(out / "sensitivity.csv")
+    assert len(sens) == 2 * 2 * 8  # runs x test sets x modes
+    reliance = {}
+    for row in sens:
+        if row["reliance"]:
+            key = (row["run_id"], row["test_dist"])
+            reliance[key] = reliance.get(key, 0.0) + float(row["reliance"])
+    assert reliance and all(v == pytest.approx(1.0) for v in reliance.values())
+    assert out.joinpath("heatmap.png").read_bytes()[:4] == b"\x89PNG"
+    assert "| tiny_ood (OOD) | supcon | 1 |" in agg.summary
+
+
+def test_relaunch_does_no_work(finished):
+    _, path, out, _ = finished
+    files = sorted(p for p in (out / "runs").rglob("*") if p.is_file())
+    before = {p: p.stat().st_mtime_ns for p in files}
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "bin" / "run_study"), f"--study={path}", f"--out={out}"],
+        capture_output=True, text=True, timeout=300, env={**os.environ, "CUDA_VISIBLE_DEVICES": ""},
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stderr.count("skipped (already finished)") == 2
+    assert "0 to run" in proc.stderr
+    assert "## Trained on `tiny`" in proc.stdout  # the summary is printed
+    assert sorted(p for p in (out / "runs").rglob("*") if p.is_file()) == files
+    assert {p: p.stat().st_mtime_ns for p in files} == before
+
+
+def test_two_shards_merge_to_the_unsharded_study(finished, tmp_path):
+    study, _, out, _ = finished
+    parts = tmp_path / "parts"
+    first = run_study(study, parts, shard=(0, 2))
+    second = run_study(study, parts, shard=(1, 2))
+    assert len(first) == len(second) == 1 and first[0].run_id != second[0].run_id
+    merged = aggregate_study(study, parts)
+    assert not merged.missing
+    assert (parts / "results.csv").read_text() == (out / "results.csv").read_text()
+    assert (parts / "sensitivity.csv").read_text() == (out / "sensitivity.csv").read_text()
+
+
+@pytest.mark.parametrize(
+    "change, expected",
+    [
+        (("[losses.supcon]", "[losses.supcon]\nloss = \"supcom\""), "unknown loss 'supcom'.*supcon"),
+        (("temperature = 0.2", "temprature = 0.2"), "unknown hyperparameter.*temprature.*temperature"),
+        (('ood = ["tiny_ood.toml"]', 'ood = ["clinical_typo"]'), "clinical_typo.*margin_size"),
+        (("[budget]", "[budget]\nepoch = 3"), "unknown \\[budget\\] key.*epoch.*epochs"),
+        (("[budget]", "[budget]\nepochs = -1"), "invalid training config.*epochs"),
+    ],
+)
+def test_bad_study_files_name_the_problem(tmp_path, tiny_study_files, change, expected):
+    path = tiny_study_files(tmp_path, seeds=(0,), budget=BUDGET)
+    path.write_text(path.read_text().replace(*change, 1))
+    with pytest.raises(StudyError, match=expected):
+        validate_study(load_study(str(path)))
+
+
+def test_bad_study_on_the_command_line(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "bin" / "run_study"), "--study=qiuck", f"--out={tmp_path}"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode != 0
+    assert "Unknown study 'qiuck'" in proc.stderr and "Valid presets: paper, quick" in proc.stderr
