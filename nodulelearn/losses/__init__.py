@@ -13,6 +13,15 @@ from nodulelearn.losses.classification import (
     sigmoid_focal_loss,
 )
 from nodulelearn.losses.contrastive import NTXent, SupervisedContrastive, supcon_loss
+from nodulelearn.losses.metric import (
+    Contrastive,
+    LiftedStruct,
+    NPairs,
+    contrastive_inbatch_loss,
+    contrastive_pair_loss,
+    lifted_struct_loss,
+    npairs_loss,
+)
 from nodulelearn.losses.plugins import ENTRY_POINT_GROUP, import_loss_module
 from nodulelearn.losses.registry import (
     CONSUMES,
@@ -24,12 +33,29 @@ from nodulelearn.losses.registry import (
     register,
     unregister,
 )
+from nodulelearn.losses.triplet import (
+    TripletHard,
+    TripletSemiHard,
+    triplet_hard_loss,
+    triplet_semihard_loss,
+)
 
 __all__ = [
     "CONSUMES",
     "ENTRY_POINT_GROUP",
     "PROTOCOLS",
     "BinaryCrossEntropy",
+    "Contrastive",
+    "LiftedStruct",
+    "NPairs",
+    "TripletHard",
+    "TripletSemiHard",
+    "contrastive_inbatch_loss",
+    "contrastive_pair_loss",
+    "lifted_struct_loss",
+    "npairs_loss",
+    "triplet_hard_loss",
+    "triplet_semihard_loss",
     "LossInfo",
     "NTXent",
     "SigmoidFocalCrossEntropy",

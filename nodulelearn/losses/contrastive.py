@@ -59,7 +59,9 @@ def supcon_loss(
 
     # log Σ_{c≠a} exp(s_ac), shifted by the non-self row maximum; masked before exp.
     row_min = ops.min(logits, axis=1, keepdims=True)
-    row_max = ops.stop_gradient(ops.max(ops.where(not_self, logits, row_min), axis=1, keepdims=True))
+    row_max = ops.stop_gradient(
+        ops.max(ops.where(not_self, logits, row_min), axis=1, keepdims=True)
+    )
     exp_terms = ops.where(not_self, ops.exp(ops.where(not_self, logits - row_max, 0.0)), 0.0)
     denominator = ops.sum(exp_terms, axis=1, keepdims=True)
     # Only a contrast set of one vector leaves the sum empty; its anchor has no positive.
