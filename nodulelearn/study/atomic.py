@@ -1,5 +1,5 @@
 """Writes that never leave a half-written file: a temporary name in the same directory, then
-``os.replace`` (atomic on POSIX), so an interrupted study never mistakes a partial file for a result.
+``os.replace`` (atomic on POSIX), so an interrupted study never takes a partial file for a result.
 """
 
 from __future__ import annotations

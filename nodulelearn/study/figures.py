@@ -30,7 +30,8 @@ def _save(fig, path: str | Path) -> Path:
 
 
 def _id_test(rows: Sequence[Mapping[str, Any]], train: str) -> str | None:
-    return next((r["test_dist"] for r in rows if r["train_dist"] == train and r["role"] == "id"), None)
+    ids = (r["test_dist"] for r in rows if r["train_dist"] == train and r["role"] == "id")
+    return next(ids, None)
 
 
 def reliance_heatmap(
@@ -59,11 +60,8 @@ def reliance_heatmap(
     )
     image = None
     for ax, (train, test, losses) in zip(axes[0], panels, strict=True):
-        grid = [
-            [rel[(train, test, loss)].get(mode).mean if mode in rel[(train, test, loss)] else math.nan
-             for mode in MODE_NAMES]
-            for loss in losses
-        ]
+        cells = [rel[(train, test, loss)] for loss in losses]
+        grid = [[c[m].mean if m in c else math.nan for m in MODE_NAMES] for c in cells]
         image = ax.imshow(grid, vmin=0.0, vmax=1.0, cmap="viridis", aspect="auto")
         for i, row in enumerate(grid):
             for j, value in enumerate(row):

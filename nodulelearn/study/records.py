@@ -17,7 +17,9 @@ from nodulelearn.study.plan import EvalDist, Run
 RECORD_FILE = "record.json"
 RECORD_VERSION = 1
 # Leading columns of results.csv / sensitivity.csv; metric columns follow in first-seen order.
-RESULT_KEYS = ("run_id", "loss", "loss_name", "loss_params", "train_dist", "seed", "test_dist", "role")
+RESULT_KEYS = (
+    "run_id", "loss", "loss_name", "loss_params", "train_dist", "seed", "test_dist", "role",
+)
 SENSITIVITY_KEYS = RESULT_KEYS + ("mode",)
 
 

@@ -177,7 +177,9 @@ def execute_run(
         t.label: records.match_metrics(raw_metrics, t, getattr(load_spec(t.ref), "name", None))
         for t in run.tests
     }
-    sensitivity = _sensitivity_stage(study, run, directory, sensitivity_fn or _PermutationAnalysis())
+    sensitivity = _sensitivity_stage(
+        study, run, directory, sensitivity_fn or _PermutationAnalysis()
+    )
     seconds = {"train": trained - start, "sensitivity": time.monotonic() - trained}
     record = records.build_record(
         run, run_fingerprint(study, run), metrics, sensitivity, seconds
@@ -239,7 +241,7 @@ def run_study(
             log.info("[%d/%d] %s: skipped (already finished)", k, len(runs), run.id)
             continue
         run_start = time.monotonic()
-        execute_run(
+        record = execute_run(
             study, run, out_dir,
             overwrite=overwrite, train_fn=train_fn, sensitivity_fn=sensitivity_fn,
         )  # fmt: skip
@@ -248,8 +250,11 @@ def run_study(
         left = len(pending) - len(ran_seconds)
         estimate = left * sum(ran_seconds) / len(ran_seconds)
         log.info(
-            "[%d/%d] %s: done in %s; elapsed %s, about %s remaining (%d run(s) left)",
+            "[%d/%d] %s: done in %s (train %s, sensitivity %s); elapsed %s, about %s remaining "
+            "(%d run(s) left)",
             k, len(runs), run.id, _format_duration(ran_seconds[-1]),
+            _format_duration(record["seconds"]["train"]),
+            _format_duration(record["seconds"]["sensitivity"]),
             _format_duration(time.monotonic() - started), _format_duration(estimate), left,
         )  # fmt: skip
     return outcomes

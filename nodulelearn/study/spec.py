@@ -264,7 +264,9 @@ def study_from_dict(
     if not isinstance(seeds, list) or not seeds or not all(
         isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds
     ):
-        raise _fail(source, f"`seeds` must be a non-empty list of integers >= 0. Received: {seeds!r}")
+        raise _fail(
+            source, f"`seeds` must be a non-empty list of integers >= 0. Received: {seeds!r}"
+        )
     if len(set(seeds)) != len(seeds):
         raise _fail(source, f"`seeds` has duplicates: {seeds!r}")
 
@@ -307,7 +309,9 @@ def study_from_dict(
         if not isinstance(table, dict):
             raise _fail(source, f"[train.{dist_id}] must be a table. Received: {table!r}")
         _check_keys(source, f"[train.{dist_id}]", table, ("dist", "ood"))
-        dist = _resolve_dist(table.get("dist", dist_id), base_dir, source, f"[train.{dist_id}] dist")
+        dist = _resolve_dist(
+            table.get("dist", dist_id), base_dir, source, f"[train.{dist_id}] dist"
+        )
         ood = table.get("ood")
         if ood is not None:
             if not isinstance(ood, list):

@@ -111,7 +111,8 @@ def accuracy_table(
                 compare = len(losses) > 1 and best.has_interval
                 marked.append(_mark(column[loss], best, loss == best_loss, compare))
             seeds = cells[loss]["accuracy"].k
-            lines.append(f"| {test} ({role.upper()}) | {loss} | {seeds} | " + " | ".join(marked) + " |")
+            row = f"| {test} ({role.upper()}) | {loss} | {seeds} | " + " | ".join(marked)
+            lines.append(row + " |")
     return lines
 
 

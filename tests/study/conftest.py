@@ -55,7 +55,7 @@ MODES = ("margin", "size", "texture", "calcification", "contrast", "position", "
 
 
 def write_tiny_study(directory: Path, *, seeds=(0, 1), budget: str = "") -> Path:
-    """Writes tiny_train.toml, tiny_ood.toml and study.toml into ``directory``; returns the study."""
+    """Writes tiny_train.toml, tiny_ood.toml and study.toml into ``directory``; returns study's."""
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "tiny_train.toml").write_text(TINY_TRAIN)
     (directory / "tiny_ood.toml").write_text(TINY_OOD)

@@ -97,8 +97,8 @@ def test_two_shards_merge_to_the_unsharded_study(finished, tmp_path):
 @pytest.mark.parametrize(
     "change, expected",
     [
-        (("[losses.supcon]", "[losses.supcon]\nloss = \"supcom\""), "unknown loss 'supcom'.*supcon"),
-        (("temperature = 0.2", "temprature = 0.2"), "unknown hyperparameter.*temprature.*temperature"),
+        (("[losses.supcon]", '[losses.supcon]\nloss = "supcom"'), "unknown loss 'supcom'.*supcon"),
+        (("temperature = 0.2", "temprature = 0.2"), "hyperparameter.*temprature.*temperature"),
         (('ood = ["tiny_ood.toml"]', 'ood = ["clinical_typo"]'), "clinical_typo.*margin_size"),
         (("[budget]", "[budget]\nepoch = 3"), "unknown \\[budget\\] key.*epoch.*epochs"),
         (("[budget]", "[budget]\nepochs = -1"), "invalid training config.*epochs"),
