@@ -1,0 +1,172 @@
+"""The training configuration: one plain, JSON-able record whose fields are named like the flags.
+
+``TrainConfig`` holds what the user asked for (``None`` = "choose for me"); ``resolve_config``
+fills in every default (which depend on the loss' protocol and on ``smoke``), checks the values
+and returns the fully resolved config that is written to ``config.json``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from nodulelearn.training.augment import DEFAULT_AUGMENT, build_augment
+
+STRATEGIES = ("default", "mirrored", "multi_worker")
+
+#: Defaults per protocol, chosen so that each run finishes within 5 minutes on a 2-core CPU
+#: (measured in docs/performance_training.md).
+PROTOCOL_DEFAULTS: dict[str, dict[str, Any]] = {
+    "end_to_end": dict(n_train=4096, n_val=512, n_test=2000, epochs=12, probe_epochs=0,
+                       batch_size=128, learning_rate=2e-3),
+    "pretrain_probe": dict(n_train=4096, n_val=512, n_test=2000, epochs=12, probe_epochs=30,
+                           batch_size=128, learning_rate=2e-3),
+}
+#: ``--smoke``: a seconds-long run for tests and first tries (explicit values still win).
+SMOKE_DEFAULTS: dict[str, Any] = dict(n_train=64, n_val=32, n_test=64, epochs=1, batch_size=32,
+                                      image_size=32)
+SMOKE_PROBE_EPOCHS = 1
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """One training run. Field names are ``bin/train``'s flag names; None = default.
+
+    ``model_params`` (encoder hyperparameters such as ``width``), ``augment`` (the view pipeline,
+    see ``nodulelearn.training.augment``) and ``image_size`` (None = the spec's) have no flag.
+    """
+
+    loss: str = "supcon"
+    loss_params: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    loss_module: str | None = None
+    train_dist: str = "clinical"
+    test_dists: tuple[str, ...] | None = None
+    n_train: int | None = None
+    n_val: int | None = None
+    n_test: int | None = None
+    epochs: int | None = None
+    probe_epochs: int | None = None
+    batch_size: int | None = None
+    learning_rate: float | None = None
+    model: str = "compact_cnn"
+    model_params: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    augment: tuple[str, ...] = DEFAULT_AUGMENT
+    image_size: int | None = None
+    seed: int = 0
+    deterministic: bool = False
+    strategy: str = "default"
+    smoke: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able dict, every field under its (flag) name."""
+        d = dataclasses.asdict(self)
+        d["loss_params"] = dict(self.loss_params)
+        d["model_params"] = dict(self.model_params)
+        d["augment"] = list(self.augment)
+        d["test_dists"] = None if self.test_dists is None else list(self.test_dists)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> TrainConfig:
+        """Inverse of ``to_dict``; unknown keys (e.g. ``out_dir``) are ignored."""
+        fields = {f.name for f in dataclasses.fields(cls)}
+        kwargs = {k: v for k, v in d.items() if k in fields}
+        for key in ("test_dists", "augment"):
+            if kwargs.get(key) is not None:
+                kwargs[key] = tuple(kwargs[key])
+        return cls(**kwargs)
+
+
+def parse_params(text: str, *, what: str = "--loss_params") -> dict[str, Any]:
+    """Parses ``"k=v,k2=v2"``; values are JSON numbers / booleans, else strings.
+
+    Raises:
+        ValueError: an item without ``=``, naming the expected form.
+    """
+    params: dict[str, Any] = {}
+    for item in filter(None, (part.strip() for part in (text or "").split(","))):
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"Invalid {what} item {item!r}. Expected key=value[,key=value...], "
+                             f"e.g. temperature=0.1. Received: {text!r}")
+        try:
+            params[key.strip()] = json.loads(value.strip())
+        except json.JSONDecodeError:
+            params[key.strip()] = value.strip()
+    return params
+
+
+def _check(condition: bool, message: str) -> None:
+    if not condition:
+        raise ValueError(message)
+
+
+def _positive_int(name: str, value: Any) -> None:
+    _check(isinstance(value, int) and not isinstance(value, bool) and value > 0,
+           f"Invalid value for `{name}`. Expected a positive integer. Received: {name}={value!r}")
+
+
+def resolve_config(config: TrainConfig) -> TrainConfig:
+    """Fills in every default and validates ``config``.
+
+    Raises:
+        UnknownNameError: unknown loss, model or distribution (the message lists valid names).
+        ValueError: protocol mismatch (e.g. ``probe_epochs`` for an end-to-end loss), invalid loss
+            or model hyperparameters (naming the valid ones), out-of-range values.
+    """
+    from nodulelearn import losses, models
+    from nodulelearn.datasets import load_spec
+
+    if config.loss_module:
+        losses.import_loss_module(config.loss_module)
+    info = losses.info(config.loss)
+    losses.get(config.loss, **dict(config.loss_params))  # Bad hyperparameters fail here, early.
+    protocol = info.protocol
+    _check(config.strategy in STRATEGIES, f"Unknown strategy {config.strategy!r}. "
+           f"Valid names: {', '.join(STRATEGIES)}.")
+    models.ENCODERS.entry(config.model)
+    if protocol == "end_to_end" and config.probe_epochs:
+        raise ValueError(
+            f"The loss {config.loss!r} trains end to end (protocol end_to_end), which has no "
+            f"linear-probe phase; probe_epochs applies only to losses of protocol pretrain_probe. "
+            f"Received: probe_epochs={config.probe_epochs}. Drop --probe_epochs or choose one of "
+            f"the losses {', '.join(n for n in losses.names() if losses.info(n).protocol == 'pretrain_probe')}."
+        )
+    defaults = dict(PROTOCOL_DEFAULTS[protocol])
+    if config.smoke:
+        defaults.update({k: v for k, v in SMOKE_DEFAULTS.items() if k in defaults})
+        if protocol == "pretrain_probe":
+            defaults["probe_epochs"] = SMOKE_PROBE_EPOCHS
+    filled = {k: (getattr(config, k) if getattr(config, k) is not None else v)
+              for k, v in defaults.items()}
+    image_size = config.image_size or (SMOKE_DEFAULTS["image_size"] if config.smoke else None)
+    if image_size is None:
+        image_size = load_spec(config.train_dist).image_size
+    test_dists = config.test_dists
+    if test_dists is None:
+        spec = load_spec(config.train_dist)
+        test_dists = (config.train_dist,) + tuple(
+            d for d in spec.ood_companions if d != config.train_dist)
+    else:
+        load_spec(config.train_dist)
+    for dist in test_dists:
+        load_spec(dist)
+    _check(len(test_dists) > 0, "Expected at least one test distribution. Received none.")
+    for name in ("n_train", "n_val", "n_test", "epochs", "batch_size"):
+        _positive_int(name, filled[name])
+    _positive_int("image_size", image_size)
+    if protocol == "pretrain_probe":
+        _positive_int("probe_epochs", filled["probe_epochs"])
+    lr = filled["learning_rate"]
+    _check(isinstance(lr, (int, float)) and lr > 0,
+           f"Invalid value for `learning_rate`. Expected a positive float. Received: {lr!r}")
+    unknown = sorted(set(config.model_params) - set(models.encoder_params(config.model)))
+    _check(not unknown, f"Unknown model hyperparameter(s) {', '.join(unknown)} for model "
+           f"{config.model!r}. Valid: {', '.join(models.encoder_params(config.model))}.")
+    build_augment(config.augment)  # Unknown augmentation op / parameter fails here.
+    return dataclasses.replace(
+        config, test_dists=tuple(test_dists), image_size=image_size,
+        loss_params=dict(config.loss_params), model_params=dict(config.model_params),
+        learning_rate=float(lr), **{k: v for k, v in filled.items() if k != "learning_rate"})

@@ -1,0 +1,138 @@
+"""One training phase: compile, resume from the backup, stream the data, fit, log."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from collections.abc import Sequence
+from typing import Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from nodulelearn.training.augment import AugmentFn
+from nodulelearn.training.callbacks import (
+    EpochSummaries,
+    ExpectStartEpoch,
+    StopOnNonFiniteLoss,
+    backed_up_epoch,
+)
+from nodulelearn.training.config import TrainConfig
+from nodulelearn.training.data import epoch_stream, steps_per_epoch
+from nodulelearn.training.distribute import distribute_stream
+from nodulelearn.training.run_dir import RunDirectory
+
+
+@dataclasses.dataclass
+class RunContext:
+    """What a protocol needs from the run (built by ``train``).
+
+    Attributes:
+        config: the resolved config.
+        loss: the configured ``keras.losses.Loss``.
+        consumes: what the loss consumes (``"logits"``, ``"embeddings"`` or ``"views"``).
+        strategy: the ``tf.distribute`` strategy (variables are created in its scope).
+        run: where backups and logs go (the run directory, or a worker's scratch folder).
+        train_images, train_labels: the training set, ``[N, H, W, 1]`` float32 / ``[N]`` int32.
+        val_images, val_labels: the validation set.
+        data_seed: seed of the epoch streams.
+        augment: the view augmentation, or None.
+        callbacks: extra Keras callbacks (appended after the run's own ones).
+        verbose: Keras ``fit`` verbosity.
+    """
+
+    config: TrainConfig
+    loss: keras.losses.Loss
+    consumes: str
+    strategy: tf.distribute.Strategy
+    run: RunDirectory
+    train_images: np.ndarray
+    train_labels: np.ndarray
+    val_images: np.ndarray
+    val_labels: np.ndarray
+    data_seed: int
+    augment: AugmentFn | None
+    callbacks: Sequence[keras.callbacks.Callback] = ()
+    verbose: Any = "auto"
+    history: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+
+
+def fit_phase(
+    ctx: RunContext,
+    phase: str,
+    model: keras.Model,
+    loss: keras.losses.Loss,
+    inputs: np.ndarray,
+    labels: np.ndarray,
+    *,
+    epochs: int,
+    views: int = 1,
+    augment: AugmentFn | None = None,
+    class_balanced: bool = False,
+    validation: tuple[np.ndarray, np.ndarray] | None = None,
+    metrics: Sequence[keras.metrics.Metric] = (),
+) -> None:
+    """Trains ``model`` for ``epochs`` epochs, resuming from ``backup/<phase>`` when present.
+
+    Adam with a cosine-decayed learning rate; the optimizer step counter is part of the backup,
+    so a resumed run continues the same schedule. Epoch rows are logged to
+    ``logs/history_<phase>.csv`` and TensorBoard ``logs/<phase>``.
+    """
+    config = ctx.config
+    steps = steps_per_epoch(labels, config.batch_size, class_balanced)
+    backup_dir = ctx.run.backup_dir(phase)
+    start_epoch = backed_up_epoch(backup_dir)
+    schedule = keras.optimizers.schedules.CosineDecay(
+        config.learning_rate, decay_steps=max(1, epochs * steps), alpha=0.01)
+    with ctx.strategy.scope():
+        model.compile(optimizer=keras.optimizers.Adam(schedule), loss=loss,
+                      metrics=list(metrics), jit_compile=False)
+    stream = distribute_stream(
+        ctx.strategy,
+        functools.partial(
+            epoch_stream, inputs, labels, seed=ctx.data_seed, start_epoch=start_epoch,
+            epochs=epochs, batch_size=config.batch_size, views=views, augment=augment,
+            class_balanced=class_balanced),
+        config.batch_size,
+    )
+    ctx.run.logs.mkdir(parents=True, exist_ok=True)
+    callbacks = [
+        StopOnNonFiniteLoss(config.loss if phase != "probe" else "ce (linear probe)", phase),
+        keras.callbacks.CSVLogger(str(ctx.run.logs / f"history_{phase}.csv"), append=True),
+        keras.callbacks.BackupAndRestore(str(backup_dir)),
+        EpochSummaries(ctx.run.logs / phase),
+        ExpectStartEpoch(start_epoch),
+        *ctx.callbacks,
+    ]
+    validation_data = None
+    if validation is not None:
+        validation_data = tf.data.Dataset.from_tensor_slices(validation).batch(config.batch_size)
+    model.fit(stream, epochs=epochs, initial_epoch=start_epoch, steps_per_epoch=steps,
+              validation_data=validation_data, callbacks=callbacks, verbose=ctx.verbose,
+              shuffle=False)
+    ctx.history.extend(_read_phase_log(ctx.run, phase))
+
+
+def _read_phase_log(run: RunDirectory, phase: str) -> list[dict[str, Any]]:
+    """Rows of ``logs/history_<phase>.csv``, one per epoch (the last row wins on repeats).
+
+    An epoch may be logged twice when a run was killed between logging and backing it up.
+    """
+    path = run.logs / f"history_{phase}.csv"
+    if not path.exists():
+        return []
+    lines = path.read_text().splitlines()
+    rows: dict[int, dict[str, Any]] = {}
+    header: list[str] = []
+    for line in lines:
+        cells = line.split(",")
+        if cells and cells[0] == "epoch":
+            header = cells
+            continue
+        if header and len(cells) == len(header):
+            row = dict(zip(header, cells, strict=True))
+            rows[int(row["epoch"])] = {"phase": phase, **row}
+    for row in rows.values():
+        row["epoch"] = int(row["epoch"]) + 1  # 1-based, like the progress bar and messages.
+    return [rows[k] for k in sorted(rows)]

@@ -1,0 +1,140 @@
+"""The run directory: atomic result files, the config check, run status and resume state.
+
+Layout: ``config.json``, ``status.json``, ``model.keras``, ``encoder.keras``, ``saved_model/``,
+``history.csv``, ``metrics.json``, ``logs/`` (TensorBoard and per-phase CSV logs) and, while a
+run is unfinished, ``backup/<phase>/`` (``keras.callbacks.BackupAndRestore``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import keras
+
+#: config.json keys that may differ between a run and its resumption.
+NOT_PART_OF_IDENTITY = ("out_dir", "overwrite", "strategy")
+
+
+class RunDirectoryError(RuntimeError):
+    """The run directory holds another run (different config) or something else entirely."""
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    """Writes ``text`` to ``path`` via a temporary file in the same directory and ``os.replace``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_json(path: str | os.PathLike, data: Any) -> None:
+    """``json.dump`` (indented, sorted keys, no NaN) written atomically."""
+    atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True, allow_nan=False) + "\n")
+
+
+def atomic_save_model(model: keras.Model, path: str | os.PathLike) -> None:
+    """``model.save(path)`` (``.keras`` format) through a temporary file and ``os.replace``."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
+    try:
+        model.save(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def atomic_export(model: keras.Model, path: str | os.PathLike) -> None:
+    """``model.export(path)`` (TensorFlow SavedModel) into a temporary folder, then renamed."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.export(str(tmp), verbose=False)
+    shutil.rmtree(path, ignore_errors=True)
+    os.replace(tmp, path)
+
+
+class RunDirectory:
+    """One run's directory. All writes of result files are atomic."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+
+    def file(self, name: str) -> Path:
+        return self.path / name
+
+    @property
+    def logs(self) -> Path:
+        return self.path / "logs"
+
+    def backup_dir(self, phase: str) -> Path:
+        return self.path / "backup" / phase
+
+    def read_json(self, name: str) -> Any:
+        with open(self.file(name)) as f:
+            return json.load(f)
+
+    def status(self) -> dict[str, Any]:
+        """``{"state": "running" | "complete" | "failed", ...}``, or ``{"state": "new"}``."""
+        if not self.file("status.json").exists():
+            return {"state": "new"}
+        return self.read_json("status.json")
+
+    def set_status(self, state: str, **details: Any) -> None:
+        atomic_write_json(self.file("status.json"), {"state": state, **details})
+
+    def prepare(self, config: Mapping[str, Any], *, overwrite: bool = False) -> None:
+        """Claims the directory for ``config``.
+
+        A new or empty directory is claimed; one holding the same config is kept (the run resumes
+        or is already complete); anything else is refused unless ``overwrite``, which empties it.
+
+        Raises:
+            RunDirectoryError: the directory holds a different config or unknown files.
+        """
+        if overwrite and self.file("config.json").exists():
+            shutil.rmtree(self.path)  # Only ever deletes a nodulelearn run directory.
+        if self.path.exists() and any(self.path.iterdir()):
+            if not self.file("config.json").exists():
+                raise RunDirectoryError(
+                    f"The run directory {self.path} is not empty and holds no config.json, so it "
+                    "is not a nodulelearn run (so --overwrite will not delete it either). Choose "
+                    "another --out_dir.")
+            old = self.read_json("config.json")
+            differences = _differences(old, config)
+            if differences:
+                raise RunDirectoryError(
+                    f"The run directory {self.path} holds a run with a different config "
+                    f"({'; '.join(differences)}). Choose another --out_dir, or pass --overwrite "
+                    "to delete it and start over.")
+        self.path.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(self.file("config.json"), dict(config))
+
+    def write_history(self, rows: list[dict[str, Any]]) -> None:
+        """Writes ``history.csv`` (one row per phase and epoch; columns: union of the keys)."""
+        columns: list[str] = []
+        for row in rows:
+            columns.extend(k for k in row if k not in columns)
+        lines = [",".join(columns)]
+        lines += [",".join("" if row.get(c) is None else str(row[c]) for c in columns)
+                  for row in rows]
+        atomic_write_text(self.file("history.csv"), "\n".join(lines) + "\n")
+
+
+def _differences(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
+    keys = sorted((set(old) | set(new)) - set(NOT_PART_OF_IDENTITY))
+    return [f"{k}: {old.get(k)!r} there, {new.get(k)!r} now" for k in keys
+            if old.get(k) != new.get(k)]
