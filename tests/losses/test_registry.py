@@ -1,0 +1,162 @@
+"""The loss registry: names, info, get, validation errors, registration rules, --loss_module."""
+
+import sys
+import textwrap
+
+import keras
+import pytest
+
+from nodulelearn import losses
+from nodulelearn.registry import UnknownNameError
+
+BUILT_INS = {
+    "ce": ("end_to_end", "logits"),
+    "focal": ("end_to_end", "logits"),
+    "supcon": ("pretrain_probe", "views"),
+    "simclr": ("pretrain_probe", "views"),
+    "contrastive": ("pretrain_probe", "embeddings"),
+    "triplet_semihard": ("pretrain_probe", "embeddings"),
+    "triplet_hard": ("pretrain_probe", "embeddings"),
+    "lifted": ("pretrain_probe", "embeddings"),
+    "npairs": ("pretrain_probe", "views"),
+}
+
+
+def test_built_ins_are_registered_with_protocol_and_consumes():
+    names = losses.names()
+    assert names == sorted(names) and set(BUILT_INS) <= set(names)
+    for name, (protocol, consumes) in BUILT_INS.items():
+        info = losses.info(name)
+        assert (info.name, info.protocol, info.consumes) == (name, protocol, consumes)
+
+
+def test_info_lists_hyperparameters_with_defaults():
+    assert losses.info("supcon").hparams == {
+        "temperature": 0.07,
+        "base_temperature": 0.07,
+        "contrast_mode": "all",
+    }
+    assert losses.info("triplet_hard").hparams == {
+        "margin": 1.0,
+        "soft": False,
+        "distance_metric": "L2",
+    }
+    assert losses.info("focal").hparams == {"alpha": 0.25, "gamma": 2.0, "from_logits": True}
+    assert losses.info("npairs").hparams == {}
+
+
+def test_get_applies_hyperparameters():
+    loss = losses.get("triplet_semihard", margin=0.5, distance_metric="angular", reduction="sum")
+    assert (loss.margin, loss.distance_metric, loss.reduction) == (0.5, "angular", "sum")
+
+
+def test_unknown_name_lists_registered_names():
+    with pytest.raises(UnknownNameError, match="Unknown loss 'supcom'.*supcon.*triplet_hard"):
+        losses.get("supcom")
+    with pytest.raises(KeyError):
+        losses.info("nope")
+
+
+def test_unknown_hyperparameter_lists_valid_ones():
+    with pytest.raises(
+        ValueError, match="'temp'.*supcon.*temperature, base_temperature, contrast_mode"
+    ):
+        losses.get("supcon", temp=0.1)
+
+
+@pytest.mark.parametrize(
+    "name, arg, value, expected",
+    [
+        ("supcon", "temperature", -1, "a positive float"),
+        ("simclr", "temperature", 0.0, "a positive float"),
+        ("supcon", "base_temperature", "0.1", "a positive float"),
+        ("supcon", "contrast_mode", "two", "one of ('all', 'one')"),
+        ("contrastive", "margin", 0.0, "a positive float"),
+        ("lifted", "margin", -1.0, "a positive float"),
+        ("triplet_semihard", "margin", float("nan"), "a positive float"),
+        ("triplet_hard", "distance_metric", "cosine", "one of ('L2', 'squared-L2', 'angular')"),
+        ("triplet_hard", "soft", 1, "a bool"),
+        ("ce", "label_smoothing", 1.5, "a float in [0, 1]"),
+        ("focal", "gamma", -2.0, "a non-negative float"),
+        ("focal", "alpha", 2.0, "a float in [0, 1] or None"),
+    ],
+)
+def test_invalid_values_use_keras_wording(name, arg, value, expected):
+    message = f"Invalid value for argument `{arg}`. Expected {expected}. Received: {arg}={value!r}"
+    with pytest.raises(ValueError) as error:
+        losses.get(name, **{arg: value})
+    assert str(error.value) == message
+
+
+def test_exact_wording_of_the_issue():
+    with pytest.raises(ValueError) as error:
+        losses.get("supcon", temperature=-1)
+    assert str(error.value) == (
+        "Invalid value for argument `temperature`. Expected a positive float. "
+        "Received: temperature=-1"
+    )
+
+
+class _Dummy(keras.losses.Loss):
+    def __init__(self, scale=1.0, **kwargs):
+        super().__init__(**kwargs)
+        self.scale = scale
+
+    def call(self, y_true, y_pred):
+        return self.scale * keras.ops.mean(keras.ops.square(y_pred), axis=-1)
+
+
+def test_registering_a_name_twice_raises():
+    with pytest.raises(ValueError, match="'ce' is already registered"):
+        losses.register("ce", protocol="end_to_end", consumes="logits")(_Dummy)
+    assert losses.info("ce").cls is losses.BinaryCrossEntropy
+
+
+def test_register_validates_its_arguments():
+    with pytest.raises(ValueError, match="Invalid value for argument `protocol`"):
+        losses.register("x", protocol="e2e", consumes="logits")
+    with pytest.raises(ValueError, match="Invalid value for argument `consumes`"):
+        losses.register("x", protocol="end_to_end", consumes="images")
+    with pytest.raises(TypeError, match="keras.losses.Loss subclass"):
+        losses.register("x", protocol="end_to_end", consumes="logits")(lambda y, p: p)
+    assert "x" not in losses.names()
+
+
+def test_decorator_registers_a_user_loss():
+    losses.register("dummy_square", protocol="pretrain_probe", consumes="embeddings")(_Dummy)
+    try:
+        assert "dummy_square" in losses.names()
+        assert losses.info("dummy_square").hparams == {"scale": 1.0}
+        assert losses.get("dummy_square", scale=2.0).scale == 2.0
+    finally:
+        losses.unregister("dummy_square")
+    assert "dummy_square" not in losses.names()
+
+
+def test_import_loss_module_registers_its_losses(tmp_path, monkeypatch):
+    (tmp_path / "user_losses_for_test.py").write_text(
+        textwrap.dedent("""
+        import keras
+        from nodulelearn import losses
+
+        @losses.register("user_l1", protocol="pretrain_probe", consumes="embeddings")
+        class UserL1(keras.losses.Loss):
+            def call(self, y_true, y_pred):
+                return keras.ops.mean(keras.ops.abs(y_pred), axis=-1)
+    """)
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    try:
+        module = losses.import_loss_module("user_losses_for_test")
+        assert module.__name__ == "user_losses_for_test"
+        assert losses.info("user_l1").cls is module.UserL1
+        assert float(losses.get("user_l1")([0, 1], [[1.0, -1.0], [3.0, 1.0]])) == 1.5
+    finally:
+        losses.unregister("user_l1")
+        sys.modules.pop("user_losses_for_test", None)
+
+
+@pytest.mark.parametrize("path", ["no_such_module_xyz", "losses.py", ""])
+def test_import_loss_module_reports_what_failed(path):
+    with pytest.raises(ImportError, match="loss"):
+        losses.import_loss_module(path)
