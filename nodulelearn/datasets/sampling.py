@@ -60,15 +60,20 @@ def hash_bits_np(key: int, index: np.ndarray) -> np.ndarray:
     return z ^ (z >> np.uint64(31))
 
 
-def hash_bits_tf(key: int, index: tf.Tensor) -> tf.Tensor:
-    """TF twin of ``hash_bits_np``: uint64 ``[B]`` from int64 ``index [B]``."""
+def hash_bits_tf(key: int | tf.Tensor, index: tf.Tensor) -> tf.Tensor:
+    """TF twin of ``hash_bits_np``: uint64 bits from int64 ``index``.
+
+    ``key`` is an int or a uint64 tensor broadcastable against ``index`` (e.g. keys ``[S, 1]``
+    and indices ``[1, B]`` give ``[S, B]``).
+    """
     shift = tf.bitwise.right_shift
     xor = tf.bitwise.bitwise_xor
 
     def u64(v):
         return tf.constant(v, tf.uint64)
 
-    z = u64(key) + (tf.cast(index, tf.uint64) + u64(1)) * u64(_GOLDEN)
+    key = key if isinstance(key, tf.Tensor) else u64(key)
+    z = key + (tf.cast(index, tf.uint64) + u64(1)) * u64(_GOLDEN)
     z = xor(z, shift(z, u64(30))) * u64(_MIX1)
     z = xor(z, shift(z, u64(27))) * u64(_MIX2)
     return xor(z, shift(z, u64(31)))
@@ -204,14 +209,24 @@ def sample_factors_tf(
         ``(labels int32 [B], {mode: float32 [B]}, noise_seeds int32 [B, 2])``.
     """
     index = tf.cast(index, tf.int64)
+    # Every stream hashed at once ([S, B]): a handful of ops per batch instead of a few per stream.
+    streams = [LABEL_STREAM, NOISE_STREAM]
+    for mode in MODE_NAMES:
+        streams.extend(_mode_streams(mode))
+    # The keys are built as an [S, 1] constant directly: grappler's constant folding of ops on
+    # uint64 constants (a slice, say) rounds them through float64, which broke bit-exactness.
+    keys = tf.constant(np.array([[stream_key(seed, s)] for s in streams], np.uint64))
+    all_bits = hash_bits_tf(keys, index[None, :])
+    bits = dict(zip(streams, tf.unstack(all_bits, num=len(streams)), strict=True))
     if labels is None:
-        u = _uniform_tf(hash_bits_tf(stream_key(seed, LABEL_STREAM), index))
+        u = _uniform_tf(bits[LABEL_STREAM])
         labels = tf.cast(u < tf.constant(spec.malignant_fraction, tf.float32), tf.int32)
     labels = tf.cast(labels, tf.int32)
-    values = {m: _mode_values_tf(spec, m, seed, index, labels) for m in MODE_NAMES}
-    bits = hash_bits_tf(stream_key(seed, NOISE_STREAM), index)
-    low = tf.cast(tf.bitwise.bitwise_and(bits, tf.constant(0xFFFFFFFF, tf.uint64)), tf.uint32)
-    high = tf.cast(tf.bitwise.right_shift(bits, tf.constant(32, tf.uint64)), tf.uint32)
+    values = {m: _mode_values_tf(spec, m, bits, index, labels) for m in MODE_NAMES}
+    noise_bits = bits[NOISE_STREAM]
+    low = tf.cast(tf.bitwise.bitwise_and(noise_bits, tf.constant(0xFFFFFFFF, tf.uint64)),
+                  tf.uint32)
+    high = tf.cast(tf.bitwise.right_shift(noise_bits, tf.constant(32, tf.uint64)), tf.uint32)
     noise_seeds = tf.bitcast(tf.stack([low, high], axis=-1), tf.int32)
     return labels, values, noise_seeds
 
@@ -236,16 +251,15 @@ def _draw_from_look_tf(kind: str, look: tuple, bits: tf.Tensor) -> tf.Tensor:
     return tf.constant(low, tf.float32) + _uniform_tf(bits) * tf.constant(width, tf.float32)
 
 
-def _mode_values_tf(spec, mode, seed, index, labels) -> tf.Tensor:
+def _mode_values_tf(spec, mode, bits, index, labels) -> tf.Tensor:
     mode_spec = spec.modes[mode]
     if mode_spec.fixed is not None:
         return tf.fill(tf.shape(index), tf.constant(mode_spec.fixed, tf.float32))
     align_stream, value_stream = _mode_streams(mode)
     p_own = tf.constant(np.float32((1.0 + mode_spec.alignment) / 2.0), tf.float32)
-    own = _uniform_tf(hash_bits_tf(stream_key(seed, align_stream), index)) < p_own
-    bits = hash_bits_tf(stream_key(seed, value_stream), index)
+    own = _uniform_tf(bits[align_stream]) < p_own
     kind = MODES[mode].kind
-    benign = _draw_from_look_tf(kind, spec.look(mode, 0), bits)
-    malignant = _draw_from_look_tf(kind, spec.look(mode, 1), bits)
+    benign = _draw_from_look_tf(kind, spec.look(mode, 0), bits[value_stream])
+    malignant = _draw_from_look_tf(kind, spec.look(mode, 1), bits[value_stream])
     look_class = tf.where(own, labels, 1 - labels)
     return tf.where(look_class == 1, malignant, benign)
