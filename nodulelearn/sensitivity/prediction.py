@@ -1,6 +1,7 @@
-"""Render factors and run a Keras model on the images, batched, in one compiled TF function.
+"""Render factors and run a Keras model on the images, batched.
 
-Rendering and prediction are fused per batch so that images never round-trip through numpy.
+``render`` is itself a compiled TF function, and the model runs in a ``tf.function`` whose batch
+dimension is left open; images stay TF tensors between the two (no numpy round trip).
 The renderer is XLA-compiled per batch shape, and the permutation analysis renders subsets of
 every size, so a short batch is padded (repeating its last sample) up to the next power of two:
 at most log2(batch_size) + 1 shapes are ever compiled. Each image depends only on its own
@@ -61,12 +62,8 @@ class BatchedRenderer:
         self.image_size = int(image_size)
         self.pixel_spacing_mm = float(pixel_spacing_mm)
         self.batch_size = int(batch_size)
-        self._fn = fn
-        signature = (
-            {m: tf.TensorSpec([None], tf.float32) for m in MODE_NAMES},
-            tf.TensorSpec([None, 2], tf.int32),
-        )
-        self._step = tf.function(self._render_apply, input_signature=signature)
+        signature = [tf.TensorSpec([None, self.image_size, self.image_size, 1], tf.float32)]
+        self._fn = tf.function(fn, input_signature=signature)
 
     def _render_apply(self, values, noise_seeds):
         images = render(
@@ -90,7 +87,7 @@ class BatchedRenderer:
             rows = np.arange(start, start + self._padded_size(stop - start)).clip(max=stop - 1)
             values = {m: tf.constant(factors.values[m][rows], tf.float32) for m in MODE_NAMES}
             seeds = tf.constant(factors.noise_seeds[rows], tf.int32)
-            outputs.append(self._step(values, seeds).numpy()[: stop - start])
+            outputs.append(self._render_apply(values, seeds).numpy()[: stop - start])
         if not outputs:
             return np.zeros((0,), np.float32)
         return np.concatenate(outputs, axis=0)
