@@ -35,15 +35,15 @@ def test_exports_and_refuses_to_overwrite(tmp_path, spec_path):
     from nodulelearn.datasets import read_tfrecords
 
     out = tmp_path / "out"
-    args = [f"--dist={spec_path}", "--n=5", "--seed=2", f"--out={out}", "--shards=2"]
+    args = [f"--dist={spec_path}", "--n=8", "--seed=2", f"--out={out}", "--shards=2"]
     result = run(*args)
     assert result.returncode == 0, result.stderr
     assert sorted(p.name for p in out.iterdir()) == [
         "data-00000-of-00002.tfrecord", "data-00001-of-00002.tfrecord", "dataset.json"]
     description = json.loads((out / "dataset.json").read_text())
-    assert (description["n"], description["seed"], description["spec"]["name"]) == (5, 2, "small")
+    assert (description["n"], description["seed"], description["spec"]["name"]) == (8, 2, "small")
     images, labels = next(read_tfrecords(out, 8).as_numpy_iterator())
-    assert images.shape == (5, 16, 16, 1) and labels.shape == (5,)
+    assert images.shape == (8, 16, 16, 1) and labels.shape == (8,)
 
     before = {p.name: p.read_bytes() for p in out.iterdir()}
     again = run(*args)
