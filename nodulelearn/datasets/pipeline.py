@@ -7,6 +7,7 @@ call, in a parallel, deterministic ``map``. No Python runs per image or per batc
 
 from __future__ import annotations
 
+import numbers
 import os
 from collections.abc import Callable
 
@@ -62,11 +63,12 @@ def make_dataset(
     spec = load_spec(spec)
     for arg, value, minimum in (("n", n, 0), ("batch_size", batch_size, 1), ("views", views, 1),
                                 ("start", start, 0)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
             raise ValueError(f"Invalid value for argument `{arg}`. Expected an integer >= "
                              f"{minimum}. Received: {arg}={value!r}")
     if augment is not None and not callable(augment):
         raise TypeError(f"Expected `augment` to be None or a callable. Received: {augment!r}")
+    n, batch_size, views, start = int(n), int(batch_size), int(views), int(start)
     augment_keys = [stream_key(seed, AUGMENT_STREAM + 1000 * view) for view in range(views)]
 
     def make_batch(index: tf.Tensor):

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+import numbers
 import os
 from pathlib import Path
 
@@ -76,7 +77,8 @@ def write_tfrecords(
         FileExistsError: ``out_dir`` exists, is not empty and ``overwrite`` is false.
     """
     spec = load_spec(spec)
-    if isinstance(shards, bool) or not isinstance(shards, int) or not 1 <= shards <= max(n, 1):
+    if isinstance(shards, bool) or not isinstance(shards, numbers.Integral) or not (
+            1 <= shards <= max(n, 1)):
         raise ValueError(f"Invalid value for argument `shards`. Expected an integer in "
                          f"[1, max(n, 1) = {max(n, 1)}]. Received: shards={shards!r}")
     out = Path(out_dir)
