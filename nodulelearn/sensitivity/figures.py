@@ -119,8 +119,7 @@ def comparison_figure(rows: list[str], modes: list[str], matrix: np.ndarray, met
     """Heatmap run x mode of ``metric``; NaN cells (mode not varying) are grey and marked."""
     fig, ax = plt.subplots(figsize=(1.1 * len(modes) + 3, 0.5 * len(rows) + 1.8))
     masked = np.ma.masked_invalid(matrix)
-    cmap = matplotlib.colormaps["viridis"].copy()
-    cmap.set_bad("lightgrey")
+    cmap = matplotlib.colormaps["viridis"].with_extremes(bad="lightgrey")
     top = float(np.nanmax(matrix)) if np.isfinite(matrix).any() else 1.0
     image = ax.imshow(masked, cmap=cmap, aspect="auto", vmin=0.0, vmax=max(top, 1e-6))
     for (i, j), value in np.ndenumerate(matrix):

@@ -2,10 +2,11 @@
 
 ``render`` is itself a compiled TF function, and the model runs in a ``tf.function`` whose batch
 dimension is left open; images stay TF tensors between the two (no numpy round trip).
-The renderer is XLA-compiled per batch shape, and the permutation analysis renders subsets of
-every size, so a short batch is padded (repeating its last sample) up to the next power of two:
-at most log2(batch_size) + 1 shapes are ever compiled. Each image depends only on its own
-factors and seed, so padding changes no image.
+The renderer is XLA-compiled per batch shape (a second or more each time), and the permutation
+analysis renders subsets of every size, so a short batch is padded (repeating its last sample)
+up to the next power of two, at least ``MIN_PADDED_BATCH``: only a handful of shapes
+(64, 128, 256 with the default batch size) are ever compiled. Each image depends only on its
+own factors and seed, so padding changes no image.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import tensorflow as tf
 from nodulelearn.datasets import MODE_NAMES, render
 
 OUTPUTS = ("probability", "logit")
+MIN_PADDED_BATCH = 64
 # Probabilities may leave [0, 1] by float round-off only.
 _PROBABILITY_TOLERANCE = 1e-4
 
@@ -75,7 +77,7 @@ class BatchedRenderer:
         return self._fn(images)
 
     def _padded_size(self, count: int) -> int:
-        return min(self.batch_size, 1 << max(count - 1, 0).bit_length())
+        return min(self.batch_size, max(MIN_PADDED_BATCH, 1 << max(count - 1, 0).bit_length()))
 
     def apply(self, factors) -> np.ndarray:
         """Renders ``factors`` (a ``Factors``) batch by batch; returns ``fn``'s outputs stacked."""

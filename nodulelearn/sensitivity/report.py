@@ -28,6 +28,9 @@ SALIENCY_PNG = "saliency.png"
 COMPARISON_CSV = "comparison.csv"
 COMPARISON_PNG = "comparison.png"
 
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
 
 @contextlib.contextmanager
 def atomic_path(path: str):
@@ -39,6 +42,7 @@ def atomic_path(path: str):
     os.close(fd)
     try:
         yield tmp
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp creates 0600; give the usual permissions
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
@@ -109,7 +113,7 @@ def write_sensitivity(out_dir: str, result: dict) -> list[str]:
 def _fmt(value, ci_low=None, ci_high=None, digits=3) -> str:
     if value is None:
         return "-"
-    text = f"{value:+.{digits}f}" if ci_low is not None and ci_low < 0 else f"{value:.{digits}f}"
+    text = f"{value:.{digits}f}"
     if ci_low is None or ci_high is None:
         return text
     return f"{text} [{ci_low:.{digits}f}, {ci_high:.{digits}f}]"

@@ -1,5 +1,7 @@
 """Shared fixtures of the sensitivity tests: a small test distribution and tiny models."""
 
+import json
+
 import keras
 import numpy as np
 import pytest
@@ -57,3 +59,34 @@ def rng():
 @pytest.fixture
 def make_tiny_cnn():
     return tiny_cnn
+
+
+def tiny_classifier_with_encoder(image_size=32, seed=0):
+    """Like a bin/train export: the encoder is a nested functional model inside the classifier."""
+    keras.utils.set_random_seed(seed)
+    image = keras.Input((image_size, image_size, 1), name="image")
+    x = keras.layers.Conv2D(4, 3, strides=2, padding="same", activation="relu")(image)
+    x = keras.layers.Conv2D(8, 3, strides=2, padding="same", activation="relu")(x)
+    encoder = keras.Model(image, keras.layers.GlobalAveragePooling2D()(x), name="encoder")
+    inputs = keras.Input((image_size, image_size, 1), name="image")
+    logit = keras.layers.Dense(1, name="logit")(encoder(inputs))
+    model = keras.Model(inputs, keras.layers.Activation("sigmoid")(logit), name="classifier")
+    return model, encoder
+
+
+@pytest.fixture
+def make_run_dir(tmp_path):
+    """Writes a bin/train-like run directory (config.json, model.keras, encoder.keras)."""
+
+    def make(name, test_dists, seed=0, image_size=32):
+        run_dir = tmp_path / name
+        run_dir.mkdir()
+        model, encoder = tiny_classifier_with_encoder(image_size, seed)
+        model.save(str(run_dir / "model.keras"))
+        encoder.save(str(run_dir / "encoder.keras"))
+        (run_dir / "config.json").write_text(
+            json.dumps({"train_dist": "clinical", "test_dists": list(test_dists)})
+        )
+        return str(run_dir)
+
+    return make

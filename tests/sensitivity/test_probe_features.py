@@ -1,0 +1,104 @@
+"""bin/probe_features and the library calls behind it, end to end on tiny models."""
+
+import csv
+import json
+import os
+import subprocess
+import sys
+
+import keras
+
+from nodulelearn.datasets import MODE_NAMES
+from nodulelearn.sensitivity import probe_run, probe_runs
+from nodulelearn.sensitivity.report import sensitivity_csv_fields
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+SMALL = ["--n=48", "--repeats=2", "--bootstrap=20", "--partial_dependence_n=16"]
+
+
+def _probe(*args):
+    return subprocess.run(
+        [sys.executable, os.path.join(REPO, "bin", "probe_features"), *args],
+        capture_output=True, text=True, timeout=300,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "KERAS_BACKEND": "tensorflow"},
+    )
+
+
+def _no_temporary_files(directory):
+    for _, _, files in os.walk(directory):
+        assert not [f for f in files if f.startswith(".")], files
+
+
+def test_bin_on_a_model_file_writes_every_output(tmp_path, spec_path, make_run_dir):
+    run_dir = make_run_dir("run", [spec_path])
+    out = tmp_path / "out"
+    proc = _probe(f"--model={run_dir}/model.keras", f"--dist={spec_path}", *SMALL,
+                  "--saliency_per_class=2", f"--out={out}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    for mode in MODE_NAMES:
+        assert mode in proc.stdout
+    assert "baseline accuracy" in proc.stdout
+    assert sorted(os.listdir(out)) == [
+        "partial_dependence.json", "partial_dependence.png", "saliency.png",
+        "sensitivity.csv", "sensitivity.json", "sensitivity.png",
+    ]
+    _no_temporary_files(out)
+    result = json.loads((out / "sensitivity.json").read_text())
+    assert {"accuracy", "auc", "n"} <= set(result["baseline"])
+    assert [r["mode"] for r in result["modes"]] == list(MODE_NAMES)
+    for record in result["modes"]:
+        assert {"mode", "delta_accuracy", "delta_auc", "flip_rate", "mean_abs_delta_p",
+                "reliance", "varies"} <= set(record)
+    with open(out / "sensitivity.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert list(rows[0]) == sensitivity_csv_fields() and len(rows) == len(MODE_NAMES)
+    curves = json.loads((out / "partial_dependence.json").read_text())["modes"]
+    assert curves["margin"]["labels"] == ["smooth", "lobulated", "spiculated"]
+    assert len(curves["size"]["mean_p"]) == len(curves["size"]["values"])
+    # Grad-CAM worked through the nested encoder: no "skipped" message in the log.
+    assert "Grad-CAM skipped" not in proc.stderr
+
+
+def test_bin_refuses_a_lambda_model_and_writes_nothing(tmp_path, spec_path):
+    inputs = keras.Input((32, 32, 1))
+    x = keras.layers.Lambda(lambda t: 1.0 - t)(inputs)
+    x = keras.layers.Dense(1, activation="sigmoid")(keras.layers.GlobalAveragePooling2D()(x))
+    path = str(tmp_path / "lambda.keras")
+    keras.Model(inputs, x).save(path)
+    out = tmp_path / "out"
+    proc = _probe(f"--model={path}", f"--dist={spec_path}", *SMALL, f"--out={out}")
+    assert proc.returncode != 0
+    assert "--unsafe_deserialization" in proc.stderr and "Lambda" in proc.stderr
+    assert not out.exists() or not os.listdir(out)
+
+
+def test_probe_runs_compares_runs_and_decodes_from_the_encoder(tmp_path, spec_path,
+                                                               make_run_dir):
+    runs = [make_run_dir(f"run{i}", [spec_path], seed=i) for i in range(2)]
+    out = str(tmp_path / "compare")
+    compared = probe_runs(runs, out, n=40, repeats=2, seed=0, bootstrap=20,
+                          partial_dependence_n=0, saliency_per_class=0,
+                          comparison_metric="flip_rate")
+    assert sorted(os.listdir(out)) == ["comparison.csv", "comparison.png", "run0", "run1"]
+    with open(os.path.join(out, "comparison.csv"), newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 2 * len(MODE_NAMES) and {r["run"] for r in rows} == {"run0", "run1"}
+    decodability = json.loads(open(os.path.join(out, "run0", "decodability.json")).read())
+    assert [r["mode"] for r in decodability["modes"]] == list(MODE_NAMES)
+    assert decodability["embedding_dim"] == 8
+    assert set(compared["runs"]) == {"run0", "run1"}
+    _no_temporary_files(out)
+
+
+def test_probe_run_with_several_distributions_writes_one_folder_each(
+    tmp_path, spec_path, fixed_noise_spec_path, make_run_dir
+):
+    run_dir = make_run_dir("run", [spec_path, fixed_noise_spec_path])
+    out = str(tmp_path / "probe")
+    results = probe_run(run_dir, out, n=32, repeats=1, seed=0, bootstrap=10,
+                        partial_dependence_n=0, saliency_per_class=0)
+    assert sorted(results) == ["fixed_noise", "sensitivity_test"]
+    assert sorted(os.listdir(out)) == ["fixed_noise", "sensitivity_test"]
+    noise = {r["mode"]: r for r in results["fixed_noise"]["modes"]}["noise"]
+    assert noise["varies"] is False
+    assert "does not vary" in results["fixed_noise"]["table"]
