@@ -1,0 +1,89 @@
+"""The lung around the nodule: parenchyma texture and vessel-like tubes, in HU.
+
+Both depend only on the sample's noise seed and, for the tubes, the ``vessels`` count: the
+paths of ``MAX_VESSELS`` tubes are drawn from the seed whatever the count, and tube ``t`` is
+shown when ``t < vessels``, so raising the count adds tubes without moving the others.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import tensorflow as tf
+
+from nodulelearn.datasets import random_fields
+
+PARENCHYMA_HU = -850.0
+PARENCHYMA_COARSE = (5.0, 18.0)  # (feature size mm, standard deviation HU)
+PARENCHYMA_FINE = (1.8, 10.0)
+VESSEL_HU = 40.0
+MAX_VESSELS = 6
+_VESSEL_PARAMS = 5  # angle, offset, curvature, radius, unused (kept for a fixed stream layout)
+
+
+def parenchyma_hu(noise_seeds: tf.Tensor, coords_mm: np.ndarray) -> tuple[tf.Tensor, tf.Tensor]:
+    """Parenchyma attenuation with a low-frequency mottled texture.
+
+    Args:
+        noise_seeds: int32 ``[B, 2]``.
+        coords_mm: float ``[N]`` pixel-centre coordinates in mm.
+
+    Returns:
+        ``(hu, coarse)``: float32 ``[B, N, N]`` HU, and the unit-variance coarse texture field
+        (reused for the nodule's internal mottling).
+    """
+    coarse = random_fields.smooth_field(
+        noise_seeds, "parenchyma_coarse", coords_mm, PARENCHYMA_COARSE[0]
+    )
+    fine = random_fields.smooth_field(noise_seeds, "parenchyma_fine", coords_mm, PARENCHYMA_FINE[0])
+    hu = PARENCHYMA_HU + PARENCHYMA_COARSE[1] * coarse + PARENCHYMA_FINE[1] * fine
+    return hu, coarse
+
+
+def vessel_parameters(vessels: tf.Tensor, noise_seeds: tf.Tensor, fov_mm: float) -> dict:
+    """The tubes' paths: ``cos``, ``sin`` (of the normal), ``offset``, ``curvature``,
+    ``radius`` in mm and ``shown`` (0 or 1), each float32 ``[B, MAX_VESSELS]``.
+
+    Args:
+        vessels: float32 ``[B]``, the tube count (rounded).
+        noise_seeds: int32 ``[B, 2]``.
+        fov_mm: width of the patch in mm.
+    """
+    u = random_fields.uniform(noise_seeds, "vessels", MAX_VESSELS * _VESSEL_PARAMS)
+    u = tf.reshape(u, [-1, MAX_VESSELS, _VESSEL_PARAMS])
+    angle = np.pi * u[..., 0]
+    shown = tf.range(MAX_VESSELS, dtype=tf.float32)[None, :] < tf.round(vessels)[:, None]
+    return {
+        "cos": tf.cos(angle),
+        "sin": tf.sin(angle),
+        "offset": (u[..., 1] - 0.5) * 0.9 * fov_mm,
+        "curvature": (u[..., 2] - 0.5) * (1.6 / fov_mm),
+        "radius": 0.7 + 1.0 * u[..., 3],
+        "shown": tf.cast(shown, tf.float32),
+    }
+
+
+def vessel_alpha(params: dict, x_mm: tf.Tensor, y_mm: tf.Tensor) -> tf.Tensor:
+    """Opacity of the vessel-like tubes, 1 on a tube's axis.
+
+    A tube is a gently curved line (a parabola about a random axis) with the profile of a
+    cylinder seen side-on, ``sqrt(1 - (d / r)^2)``.
+
+    Args:
+        params: from ``vessel_parameters``.
+        x_mm, y_mm: ``[1, 1, W]`` and ``[1, H, 1]`` pixel-centre coordinates.
+
+    Returns:
+        float32 ``[B, H, W]`` in [0, 1].
+    """
+
+    def tube(name, t):
+        return params[name][:, t, None, None]
+
+    # A Python loop of maxima: XLA fuses it into one pass, unlike a reduction over a tube axis.
+    alpha = tf.zeros_like(x_mm + y_mm) * tube("shown", 0)
+    for t in range(MAX_VESSELS):
+        across = x_mm * tube("cos", t) + y_mm * tube("sin", t) - tube("offset", t)
+        along = y_mm * tube("cos", t) - x_mm * tube("sin", t)
+        distance = (across - tube("curvature", t) * tf.square(along)) / tube("radius", t)
+        alpha = tf.maximum(alpha, tube("shown", t) * tf.nn.relu(1.0 - tf.square(distance)))
+    return tf.sqrt(alpha)
