@@ -16,56 +16,65 @@ from nodulelearn.losses.distances import (
 from nodulelearn.losses.registry import register
 
 
-def _semihard_negatives(distances, positive, negative):
-    """Semi-hard negative of every (anchor, positive) pair in O(B² log B), no [B, B, B] tensor.
+def _semihard_negatives(distances, negative):
+    """Semi-hard negative of every (anchor, positive) pair, with one sort per row, O(B² log B).
 
     For pair (a, p): the smallest negative distance D_an > D_ap if one exists, else the largest
-    negative distance. Found by sorting each row's negative distances together with the row's
-    own distances as queries (a stable sort puts a negative equal to a query first, so the
-    count of negatives sorted before a query is #{n : D_an ≤ D_ap}).
+    negative distance. Row a of D is sorted once; every entry plays one role in it (negative,
+    or a query when it is a positive). Entries of equal value form a tie group; the count of
+    negatives up to the end of a query's group is #{n : D_an ≤ D_ap}, the slot of the chosen
+    negative among the row's sorted negatives. No [B, B, B] tensor is formed.
 
     Args:
         distances: [B, B] (no gradient needed).
-        positive, negative: [B, B] bool masks.
+        negative: [B, B] bool mask of the negatives of each anchor.
 
     Returns:
         chosen: [B, B] chosen negative distance (meaningful where the anchor has negatives).
-        group_ids: [B, B] int, row-major id of the tie group (equal distances in a row) of the
-            chosen negative, and of each negative itself (``negative_group``), in [0, B²).
-        group_size: [B²] number of negatives in each tie group.
-        negative_group: [B, B] tie group of each negative entry.
+        chosen_group: [B, B] int id, in [0, B²), of the tie group of the chosen negative.
+        entry_group: [B, B] int tie-group id of every entry.
+        negatives_in_group: [B²] number of negatives in each tie group.
     """
     batch = ops.shape(distances)[0]
-    negative_d = ops.where(negative, distances, float("inf"))
-    n_negative = ops.sum(ops.cast(negative, "int32"), axis=1, keepdims=True)
+    n_groups = batch * batch
+    # Row-major offsets: flat gathers and segment sums are much faster than take_along_axis and
+    # scatter_nd on CPU.
+    offsets = ops.arange(batch, dtype="int32")[:, None] * batch
+    columns = ops.broadcast_to(ops.arange(batch, dtype="int32")[None, :], (batch, batch))
 
-    merged = ops.concatenate([negative_d, distances], axis=1)  # [B, 2B]: negatives, then queries
-    order = ops.argsort(merged, axis=1)
-    is_negative = ops.concatenate(
-        [ops.cast(negative, "int32"), ops.zeros_like(order[:, :batch])], 1
-    )
-    negatives_up_to = ops.cumsum(ops.take_along_axis(is_negative, order, axis=1), axis=1)
-    rank = ops.argsort(order, axis=1)  # inverse permutation: sorted position of each entry
-    at_rank = ops.take_along_axis(negatives_up_to, rank, axis=1)
-    count_le = at_rank[:, batch:]  # queries: #negatives with D_an <= D_ap
-    negative_position = ops.clip(at_rank[:, :batch] - 1, 0, batch - 1)  # negatives: sorted slot
+    def take_rows(values, indices):  # values[a, indices[a, j]]
+        return ops.take(ops.reshape(values, (-1,)), indices + offsets)
 
-    sorted_negative = ops.sort(negative_d, axis=1)
-    slot = ops.where(count_le < n_negative, count_le, n_negative - 1)  # else: farthest negative
-    slot = ops.clip(slot, 0, batch - 1)
-    chosen = ops.take_along_axis(sorted_negative, slot, axis=1)
+    def scatter_rows(indices, values, width):  # out[a, indices[a, j]] = values[a, j] (unique)
+        flat = ops.reshape(indices + ops.arange(batch, dtype="int32")[:, None] * width, (-1,))
+        out = ops.segment_sum(ops.reshape(values, (-1,)), flat, batch * width)
+        return ops.reshape(out, (batch, width))
 
-    # Tie groups of equal values in each sorted row, so that gradients split over ties as
-    # TensorFlow's reduce_min / reduce_max do in the reference.
-    starts = ops.cast(sorted_negative[:, 1:] != sorted_negative[:, :-1], "int32")
+    order = ops.cast(ops.argsort(distances, axis=1), "int32")
+    sorted_d = take_rows(distances, order)
+    is_negative = take_rows(ops.cast(negative, "int32"), order)
+    negatives_up_to = ops.cumsum(is_negative, axis=1)
+
+    starts = ops.cast(sorted_d[:, 1:] != sorted_d[:, :-1], "int32")
     starts = ops.concatenate([ops.zeros_like(starts[:, :1]), starts], axis=1)
-    groups = ops.cumsum(starts, axis=1) + ops.arange(batch, dtype="int32")[:, None] * batch
-    group_size = ops.segment_sum(
-        ops.ones((batch * batch,), distances.dtype), ops.reshape(groups, (-1,)), batch * batch
-    )
-    chosen_group = ops.take_along_axis(groups, slot, axis=1)
-    negative_group = ops.take_along_axis(groups, negative_position, axis=1)
-    return chosen, chosen_group, group_size, negative_group
+    group = ops.cumsum(starts, axis=1) + offsets  # sorted position -> tie group
+    flat_group = ops.reshape(group, (-1,))
+    negatives_le = ops.segment_max(ops.reshape(negatives_up_to, (-1,)), flat_group, n_groups)
+    negatives_in_group = ops.segment_sum(ops.reshape(is_negative, (-1,)), flat_group, n_groups)
+
+    rank = scatter_rows(order, columns, batch)  # inverse permutation
+    entry_group = take_rows(group, rank)
+    count_le = ops.take(negatives_le, entry_group)
+    n_negative = negatives_up_to[:, -1:]
+    slot = ops.clip(ops.where(count_le < n_negative, count_le, n_negative - 1), 0, batch - 1)
+    # Sorted position of each row's k-th negative (non-negatives go to a spare last column).
+    negative_position = scatter_rows(
+        ops.where(is_negative > 0, negatives_up_to - 1, batch), columns, batch + 1
+    )[:, :batch]
+    chosen_position = take_rows(negative_position, slot)
+    chosen = take_rows(sorted_d, chosen_position)
+    chosen_group = take_rows(group, chosen_position)
+    return chosen, chosen_group, entry_group, negatives_in_group
 
 
 def triplet_semihard_loss(labels, embeddings, margin: float = 1.0, distance_metric: str = "L2"):
@@ -88,9 +97,7 @@ def triplet_semihard_loss(labels, embeddings, margin: float = 1.0, distance_metr
     distances = pairwise_distances(embeddings, distance_metric)
     positive, negative = label_masks(labels)
     fixed = ops.stop_gradient(distances)
-    chosen, chosen_group, group_size, negative_group = _semihard_negatives(
-        fixed, positive, negative
-    )
+    chosen, chosen_group, entry_group, group_size = _semihard_negatives(fixed, negative)
     has_negative = ops.any(negative, axis=1, keepdims=True)
     negative_distance = ops.where(has_negative, chosen, ops.min(distances, axis=1, keepdims=True))
     hinge_input = margin + distances - negative_distance
@@ -105,9 +112,8 @@ def triplet_semihard_loss(labels, embeddings, margin: float = 1.0, distance_metr
         ops.reshape(chosen_group, (-1,)),
         batch * batch,
     )
-    flat_group = ops.reshape(negative_group, (-1,))
-    share = ops.reshape(
-        ops.take(n_choosing, flat_group) / ops.take(group_size, flat_group), ops.shape(distances)
+    share = ops.take(n_choosing, entry_group) / ops.cast(
+        ops.maximum(ops.take(group_size, entry_group), 1), distances.dtype
     )
     share = ops.where(negative, share, 0.0)
     per_anchor = ops.sum(hinge, axis=1) - ops.sum(share * (distances - fixed), axis=1)
