@@ -6,7 +6,7 @@
 
 from nodulelearn.datasets.modes import MODE_NAMES, MODES, Mode, get_mode
 from nodulelearn.datasets.pipeline import make_dataset
-from nodulelearn.datasets.render import render
+from nodulelearn.datasets.render import render, render_factors
 from nodulelearn.datasets.sampling import Factors, sample_factors
 from nodulelearn.datasets.spec import (
     DistributionSpec,
@@ -22,7 +22,7 @@ __all__ = [
     "MODES", "MODE_NAMES", "Mode", "get_mode",
     "DistributionSpec", "ModeSpec", "SpecError", "load_spec", "preset_names", "spec_from_dict",
     "Factors", "sample_factors",
-    "render",
+    "render", "render_factors",
     "make_dataset",
     "write_tfrecords", "read_tfrecords",
 ]
