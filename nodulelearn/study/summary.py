@@ -23,6 +23,9 @@ METRICS = (
 )
 RELIANCE = "reliance"
 TOP_MODES = 3
+# A mode is listed among the top modes only if its mean reliance share reaches this (5% of the
+# summed effect): listing modes the model ignores would bury the ones it uses.
+MIN_RELIANCE = 0.05
 
 
 def _float(value: Any) -> float | None:
@@ -116,9 +119,15 @@ def accuracy_table(
     return lines
 
 
-def top_modes_text(modes: Mapping[str, Estimate], top: int = TOP_MODES) -> str:
-    """The ``top`` modes by mean reliance, each marked when its interval overlaps the one above."""
-    ranked = sorted(modes.items(), key=lambda item: -item[1].mean)[:top]
+def top_modes_text(
+    modes: Mapping[str, Estimate], top: int = TOP_MODES, minimum: float = MIN_RELIANCE
+) -> str:
+    """The ``top`` modes by mean reliance, each marked when its interval overlaps the one above.
+
+    Modes below ``minimum`` are left out, except the first (there is always one answer).
+    """
+    ranked = sorted(modes.items(), key=lambda item: -item[1].mean)
+    ranked = ranked[:1] + [item for item in ranked[1:top] if item[1].mean >= minimum]
     parts = []
     for i, (mode, value) in enumerate(ranked):
         text = f"{mode} {value.text(2)}"
@@ -204,7 +213,8 @@ def summary_markdown(
         "whose interval overlaps the best one's: the data do not support a difference. "
         + interval_note,
         "Reliance is a mode's share of the summed mean |ΔP(malignant)| when each mode is "
-        "permuted across the test set (the shares sum to 1); `(≈ mode)` marks a mode whose "
+        f"permuted across the test set (the shares sum to 1). The top {TOP_MODES} modes with a "
+        f"share of at least {MIN_RELIANCE:.2f} are listed; `(≈ mode)` marks a mode whose "
         "interval overlaps the one ranked above it.",
         "",
     ]

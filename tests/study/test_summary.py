@@ -56,3 +56,5 @@ def test_top_modes_rank_and_mark_ties():
     assert text.startswith("noise 0.50 [0.45, 0.55]; margin 0.42 [0.35, 0.50] (≈ noise); size")
     assert "texture" not in text  # top three only
     assert text.endswith("; size 0.05 [0.02, 0.08]")  # clearly below margin: no mark
+    negligible = {"size": estimate([0.97]), "margin": estimate([0.02]), "noise": estimate([0.01])}
+    assert top_modes_text(negligible) == "size 0.97"  # modes under 5% are not listed
