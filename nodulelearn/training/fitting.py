@@ -24,6 +24,53 @@ from nodulelearn.training.distribute import distribute_stream
 from nodulelearn.training.run_dir import RunDirectory
 
 
+class TrainingModel(keras.Model):
+    """A functional model for ``fit`` under any ``tf.distribute`` strategy.
+
+    Works around two failures of Keras 3's TF trainer under ``MultiWorkerMirroredStrategy``
+    (keras-team/keras#20585): (1) it builds the compiled metrics from a first batch that it
+    averages across replicas with ``strategy.reduce``, which fails on the (images, labels)
+    tuple; only the batch's shapes are needed, so the local replica's part is used instead.
+    (2) it averages the logged values with ``strategy.reduce("MEAN", v, axis=0)``, which fails
+    on scalars; the steps return them as ``[1]`` vectors, which that reduction averages across
+    workers into scalars. Training models are never exported: ``model.keras`` is built from
+    plain ``keras.Model``s.
+    """
+
+    def _multi_worker(self) -> bool:
+        return isinstance(self._distribute_strategy, tf.distribute.MultiWorkerMirroredStrategy)
+
+    def train_step(self, data):
+        logs = super().train_step(data)
+        return {k: tf.reshape(v, [1]) for k, v in logs.items()} if self._multi_worker() else logs
+
+    def test_step(self, data):
+        logs = super().test_step(data)
+        return {k: tf.reshape(v, [1]) for k, v in logs.items()} if self._multi_worker() else logs
+
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        if self._distribute_strategy is None or iterator is None:
+            return super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
+        for _, _, it in iterator:
+            batch = next(it)
+            break
+        strategy = self.distribute_strategy
+        local = tf.nest.map_structure(
+            lambda v: strategy.experimental_local_results(v)[0]
+            if isinstance(v, tf.distribute.DistributedValues) else v, batch)
+        with strategy.scope():
+            self._symbolic_build(data_batch=local)
+
+
+def trainable(chain: Sequence[keras.Model], name: str) -> TrainingModel:
+    """The ``TrainingModel`` applying ``chain`` in order (sharing their layers and weights)."""
+    inputs = keras.Input(chain[0].input_shape[1:], name="input")
+    outputs = inputs
+    for model in chain:
+        outputs = model(outputs)
+    return TrainingModel(inputs, outputs, name=name)
+
+
 @dataclasses.dataclass
 class RunContext:
     """What a protocol needs from the run (built by ``train``).

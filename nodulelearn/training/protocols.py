@@ -18,9 +18,9 @@ import keras
 import numpy as np
 from keras import ops
 
-from nodulelearn import models
+from nodulelearn import losses, models
 from nodulelearn.registry import Registry
-from nodulelearn.training.fitting import RunContext, fit_phase
+from nodulelearn.training.fitting import RunContext, fit_phase, trainable
 
 PROTOCOLS = Registry("protocol")
 
@@ -44,8 +44,7 @@ def end_to_end(ctx: RunContext) -> tuple[keras.Model, keras.Model]:
     with ctx.strategy.scope():
         encoder = _encoder(ctx)
         head = models.linear_head(encoder.output_shape[-1])
-        inputs = keras.Input(encoder.input_shape[1:], name="image")
-        logits_model = keras.Model(inputs, head(encoder(inputs)), name="end_to_end")
+        logits_model = trainable([encoder, head], "end_to_end")
     fit_phase(ctx, "train", logits_model, ctx.loss, ctx.train_images, ctx.train_labels,
               epochs=ctx.config.epochs, augment=ctx.augment,
               validation=(ctx.val_images, ctx.val_labels), metrics=_logit_metrics())
@@ -90,8 +89,7 @@ def pretrain_probe(ctx: RunContext) -> tuple[keras.Model, keras.Model]:
     with ctx.strategy.scope():
         encoder = _encoder(ctx)
         projection = models.projection_head(encoder.output_shape[-1])
-        inputs = keras.Input(encoder.input_shape[1:], name="image")
-        pretrain_model = keras.Model(inputs, projection(encoder(inputs)), name="pretrain")
+        pretrain_model = trainable([encoder, projection], "pretrain")
     done = _pretrained_weights(ctx)
     if done.exists():  # Pretraining finished before an interruption: keep its result.
         encoder.load_weights(done)
@@ -112,7 +110,7 @@ def pretrain_probe(ctx: RunContext) -> tuple[keras.Model, keras.Model]:
     val_features = _features(frozen, ctx.val_images, config.batch_size)
     with ctx.strategy.scope():
         probe = models.linear_head(encoder.output_shape[-1])
-    fit_phase(ctx, "probe", probe, keras.losses.BinaryCrossentropy(from_logits=True),
+    fit_phase(ctx, "probe", trainable([probe], "probe"), losses.get("ce"),
               train_features, ctx.train_labels, epochs=config.probe_epochs,
               validation=(val_features, ctx.val_labels), metrics=_logit_metrics())
     return encoder, models.classifier(encoder, probe)
