@@ -7,6 +7,8 @@ shown when ``t < vessels``, so raising the count adds tubes without moving the o
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import tensorflow as tf
 
@@ -15,28 +17,39 @@ from nodulelearn.datasets import random_fields
 PARENCHYMA_HU = -850.0
 PARENCHYMA_COARSE = (5.0, 18.0)  # (feature size mm, standard deviation HU)
 PARENCHYMA_FINE = (1.8, 10.0)
+PARENCHYMA_TEXTURE_HU = float(np.hypot(PARENCHYMA_COARSE[1], PARENCHYMA_FINE[1]))
 VESSEL_HU = 40.0
 MAX_VESSELS = 6
 _VESSEL_PARAMS = 5  # angle, offset, curvature, radius, unused (kept for a fixed stream layout)
 
 
-def parenchyma_hu(noise_seeds: tf.Tensor, coords_mm: np.ndarray) -> tuple[tf.Tensor, tf.Tensor]:
-    """Parenchyma attenuation with a low-frequency mottled texture.
+@functools.cache
+def _parenchyma_bank(image_size: int, pixel_spacing_mm: float) -> np.ndarray:
+    size = max(256, 1 << (2 * image_size - 1).bit_length())  # a power of 2 >= 2 x image
+    scales = tuple(
+        (feature_mm / pixel_spacing_mm, sd)
+        for feature_mm, sd in (PARENCHYMA_COARSE, PARENCHYMA_FINE)
+    )
+    return random_fields.texture_bank(size, scales)
+
+
+def parenchyma_window(noise_seeds: tf.Tensor, image_size: int, pixel_spacing_mm: float):
+    """Each sample's window of the parenchyma texture bank (see ``random_fields.bank_window``)."""
+    bank = _parenchyma_bank(image_size, float(pixel_spacing_mm))
+    return random_fields.bank_window(noise_seeds, "parenchyma", bank.shape[0], image_size)
+
+
+def parenchyma_texture(window: tf.Tensor, image_size: int, pixel_spacing_mm: float) -> tf.Tensor:
+    """Unit-variance mottled texture of the lung: a window of a fixed smooth random bank.
 
     Args:
-        noise_seeds: int32 ``[B, 2]``.
-        coords_mm: float ``[N]`` pixel-centre coordinates in mm.
+        window: int32 ``[B, 2, N]`` from ``parenchyma_window``.
+        image_size, pixel_spacing_mm: the geometry (the feature sizes are in mm).
 
     Returns:
-        ``(hu, coarse)``: float32 ``[B, N, N]`` HU, and the unit-variance coarse texture field
-        (reused for the nodule's internal mottling).
+        float32 ``[B, N, N]``.
     """
-    coarse = random_fields.smooth_field(
-        noise_seeds, "parenchyma_coarse", coords_mm, PARENCHYMA_COARSE[0]
-    )
-    fine = random_fields.smooth_field(noise_seeds, "parenchyma_fine", coords_mm, PARENCHYMA_FINE[0])
-    hu = PARENCHYMA_HU + PARENCHYMA_COARSE[1] * coarse + PARENCHYMA_FINE[1] * fine
-    return hu, coarse
+    return random_fields.bank_lookup(_parenchyma_bank(image_size, float(pixel_spacing_mm)), window)
 
 
 def vessel_parameters(vessels: tf.Tensor, noise_seeds: tf.Tensor, fov_mm: float) -> dict:

@@ -23,8 +23,7 @@ STREAMS = {
     "texture": 4,
     "calcification": 5,
     "vessels": 6,
-    "parenchyma_coarse": 7,
-    "parenchyma_fine": 8,
+    "parenchyma": 7,
     "scanner_noise": 9,
 }
 
@@ -40,15 +39,19 @@ def hash_uint32(x: tf.Tensor) -> tf.Tensor:
     return tf.bitwise.bitwise_xor(x, tf.bitwise.right_shift(x, tf.constant(16, tf.uint32)))
 
 
-def _counter_hashes(count: int) -> tf.Tensor:
-    """``hash(j)`` for ``j < count`` as a constant ``uint32 [count]`` (computed once in numpy)."""
+def _counter_hashes_np(count: int) -> np.ndarray:
+    """``hash(j)`` for ``j < count``, in numpy: uint32 ``[count]``."""
     x = (np.arange(count, dtype=np.uint64) * _GOLDEN + 0x632BE5AB) & 0xFFFFFFFF
     x = x.astype(np.uint32)
     for shift, mult in ((16, 0x7FEB352D), (15, 0x846CA68B)):
         x = x ^ (x >> np.uint32(shift))
         x = (x.astype(np.uint64) * mult & 0xFFFFFFFF).astype(np.uint32)
-    x = x ^ (x >> np.uint32(16))
-    return tf.constant(x, tf.uint32)
+    return x ^ (x >> np.uint32(16))
+
+
+def _counter_hashes(count: int) -> tf.Tensor:
+    """``hash(j)`` for ``j < count`` as a constant ``uint32 [count]`` (computed once in numpy)."""
+    return tf.constant(_counter_hashes_np(count), tf.uint32)
 
 
 def stream_keys(noise_seeds: tf.Tensor, stream: str) -> tf.Tensor:
@@ -105,49 +108,58 @@ def normal_image(noise_seeds: tf.Tensor, stream: str, height: int, width: int) -
     return (tf.cast(total, tf.float32) - 510.0) * float(1.0 / np.sqrt(4 * (256**2 - 1) / 12.0))
 
 
-def _spline_taps(coords_mm: np.ndarray, cell_mm: float) -> tuple[np.ndarray, np.ndarray, int]:
-    """Cubic B-spline taps from a lattice of spacing ``cell_mm`` to the pixel coordinates.
+def texture_bank(size: int, scales: tuple[tuple[float, float], ...]) -> np.ndarray:
+    """A fixed, periodic, smooth random texture: the source of every sample's parenchyma.
+
+    White noise from the counter hash (so the bank is the same on every machine) filtered in
+    the Fourier domain with one Gaussian band per ``(feature size px, weight)``, each band
+    scaled to unit variance before weighting; the sum is scaled to unit variance.
 
     Returns:
-        ``(index [N, 4] int32, weight [N, 4] float32, knots)``: pixel ``i`` is
-        ``sum_t weight[i, t] * lattice[index[i, t]]``. Weights are scaled to unit L2 norm per
-        pixel, so a lattice of unit-variance values gives unit variance everywhere.
+        float32 ``[size, size]``.
     """
-    position = (coords_mm - coords_mm.min()) / cell_mm + 1.0  # one knot of margin before
-    base = np.floor(position).astype(np.int64)
-    f = position - base
-    weight = (
-        np.stack(
-            [(1 - f) ** 3, 3 * f**3 - 6 * f**2 + 4, -3 * f**3 + 3 * f**2 + 3 * f + 1, f**3], axis=1
+    words = _counter_hashes_np(4 * size * size).astype(np.float64)
+    white = (words / 2**32).reshape(4, size, size).sum(axis=0) - 2.0  # Irwin-Hall, near normal
+    spectrum = np.fft.rfft2(white)
+    ky = np.fft.fftfreq(size)[:, None]
+    kx = np.fft.rfftfreq(size)[None, :]
+    k2 = kx**2 + ky**2
+    total = np.zeros((size, size))
+    for feature_px, weight in scales:
+        band = np.fft.irfft2(
+            spectrum * np.exp(-2.0 * (np.pi * feature_px) ** 2 * k2 / 4.0), (size, size)
         )
-        / 6.0
-    )
-    weight /= np.sqrt((weight**2).sum(axis=1, keepdims=True))
-    index = base[:, None] - 1 + np.arange(4)[None, :]
-    return index.astype(np.int32), weight.astype(np.float32), int(index.max()) + 1
+        total += weight * (band - band.mean()) / band.std()
+    return (total / total.std()).astype(np.float32)
 
 
-def smooth_field(
-    noise_seeds: tf.Tensor, stream: str, coords_mm: np.ndarray, cell_mm: float
-) -> tf.Tensor:
-    """A smooth random field with unit variance, feature size about ``cell_mm``.
+def bank_window(noise_seeds: tf.Tensor, stream: str, bank_size: int, size: int) -> tf.Tensor:
+    """Where each sample's ``size`` x ``size`` window of a periodic bank lies.
 
-    Value noise: uniform random values on a coarse lattice, interpolated separably with cubic
-    B-spline taps. Gathers and fixed-order sums only, so a sample's field is bit-identical
-    whatever batch it is rendered in (a matrix product's summation order may depend on the
-    batch size).
-
-    Args:
-        noise_seeds: int32 ``[B, 2]``.
-        stream: a name in ``STREAMS``.
-        coords_mm: float ``[N]`` pixel-centre coordinates of the (square) patch, in mm.
-        cell_mm: lattice spacing in mm.
+    The window's offset and orientation (one of the 8 flips and quarter turns) come from the
+    sample's sub-stream ``stream``. Pass the result to ``bank_lookup``; computing it apart
+    keeps XLA from redoing this per-sample work for every pixel.
 
     Returns:
-        float32 ``[B, N, N]``.
+        int32 ``[B, 2, size]``: flat bank offsets stepped over moving down (``[:, 0]``) and
+        across (``[:, 1]``) the image; pixel ``(i, j)`` reads ``bank[down[i] + across[j]]``.
     """
-    index, weight, knots = _spline_taps(np.asarray(coords_mm, np.float64), cell_mm)
-    lattice = uniform(noise_seeds, stream, knots * knots)
-    lattice = (tf.reshape(lattice, [-1, knots, knots]) - 0.5) * np.sqrt(12.0)
-    rows = sum(weight[None, :, t, None] * tf.gather(lattice, index[:, t], axis=1) for t in range(4))
-    return sum(weight[None, None, :, t] * tf.gather(rows, index[:, t], axis=2) for t in range(4))
+    n = bank_size
+    u = uniform(noise_seeds, stream, 5)
+    offset_y = tf.cast(u[:, 0] * n, tf.int32)[:, None]
+    offset_x = tf.cast(u[:, 1] * n, tf.int32)[:, None]
+    step_y = tf.where(u[:, 2:3] < 0.5, 1, -1)
+    step_x = tf.where(u[:, 3:4] < 0.5, 1, -1)
+    transpose = u[:, 4:5] < 0.5
+    i = tf.range(size)[None, :]
+    bank_row = tf.math.floormod(offset_y + step_y * i, n) * n  # [B, size]
+    bank_col = tf.math.floormod(offset_x + step_x * i, n)
+    down = tf.where(transpose, bank_col, bank_row)
+    across = tf.where(transpose, bank_row, bank_col)
+    return tf.stack([down, across], axis=1)
+
+
+def bank_lookup(bank: np.ndarray, window: tf.Tensor) -> tf.Tensor:
+    """Reads each sample's window (from ``bank_window``) of ``bank``: float32 ``[B, N, N]``."""
+    flat_index = window[:, 0, :, None] + window[:, 1, None, :]
+    return tf.gather(tf.constant(bank.reshape(-1)), flat_index)

@@ -75,20 +75,27 @@ def _renderer(image_size: int, pixel_spacing_mm: float):
     @tf.function(jit_compile=True, reduce_retracing=True)
     def parameters(values, seeds):
         values = dict(zip(MODE_NAMES, values, strict=True))
-        vessels = lung_background.vessel_parameters(values["vessels"], seeds, fov_mm)
-        return nodule_shape.nodule_parameters(values, seeds, pixel_spacing_mm), vessels
+        return {
+            "nodule": nodule_shape.nodule_parameters(values, seeds, pixel_spacing_mm),
+            "vessels": lung_background.vessel_parameters(values["vessels"], seeds, fov_mm),
+            "texture": lung_background.parenchyma_window(seeds, image_size, pixel_spacing_mm),
+            "noise": tf.maximum(values["noise"], 0.0),
+        }
 
     @tf.function(jit_compile=True, reduce_retracing=True)
-    def scene_hu(nodule_params, vessel_params, noise, seeds):
-        parenchyma, texture = lung_background.parenchyma_hu(seeds, coords)
-        nodule = nodule_shape.nodule_layers(nodule_params, x_mm, y_mm, pixel_spacing_mm, texture)
-        vessels = lung_background.vessel_alpha(vessel_params, x_mm, y_mm)
+    def scene_hu(params, seeds):
+        texture = lung_background.parenchyma_texture(
+            params["texture"], image_size, pixel_spacing_mm
+        )
+        parenchyma = lung_background.PARENCHYMA_HU + lung_background.PARENCHYMA_TEXTURE_HU * texture
+        nodule = nodule_shape.nodule_layers(params["nodule"], x_mm, y_mm, pixel_spacing_mm, texture)
+        vessels = lung_background.vessel_alpha(params["vessels"], x_mm, y_mm)
         hu = parenchyma + vessels * (lung_background.VESSEL_HU - parenchyma)
         hu = hu + nodule.halo_alpha * (nodule.halo_hu - hu)
         hu = hu + nodule.core_alpha * (nodule.core_hu - hu)
         hu = hu + nodule.calcification_alpha * (nodule_shape.CALCIFICATION_HU - hu)
         white = random_fields.normal_image(seeds, "scanner_noise", image_size, image_size)
-        sigma = tf.maximum(noise, 0.0)[:, None, None] * _noise_gain()
+        sigma = params["noise"][:, None, None] * _noise_gain()
         return hu + sigma * white
 
     @tf.function(jit_compile=True, reduce_retracing=True)
@@ -97,9 +104,7 @@ def _renderer(image_size: int, pixel_spacing_mm: float):
         return tf.clip_by_value((_blur(hu) - low) / WINDOW_WIDTH_HU, 0.0, 1.0)[..., None]
 
     def render_window(values, seeds):
-        nodule_params, vessel_params = parameters(values, seeds)
-        noise = values[MODE_NAMES.index("noise")]
-        return blur_and_window(scene_hu(nodule_params, vessel_params, noise, seeds))
+        return blur_and_window(scene_hu(parameters(values, seeds), seeds))
 
     @tf.function(jit_compile=True, reduce_retracing=True)
     def support(nodule_params):
@@ -111,7 +116,7 @@ def _renderer(image_size: int, pixel_spacing_mm: float):
         return grown > 0
 
     def region(values, seeds):
-        return support(parameters(values, seeds)[0])
+        return support(parameters(values, seeds)["nodule"])
 
     return render_window, region
 
