@@ -16,12 +16,13 @@ from nodulelearn import losses
 def main(inputs_path, out_path):
     inputs = np.load(inputs_path)
     out = {"backend": np.array(json.dumps(keras.backend.backend()))}
+    steps = {}  # one compiled step per loss, reused across input regimes
     for key in sorted({k.rsplit("/", 1)[0] for k in inputs.files}):
-        loss = losses.get(key.split("/")[0])
-        y_true = inputs[f"{key}/y_true"]
-        value, grad = jax.value_and_grad(lambda p, loss=loss, y=y_true: loss(y, p))(
-            inputs[f"{key}/y_pred"]
-        )
+        name = key.split("/")[0]
+        if name not in steps:
+            loss = losses.get(name)
+            steps[name] = jax.jit(jax.value_and_grad(lambda p, y, loss=loss: loss(y, p)))
+        value, grad = steps[name](inputs[f"{key}/y_pred"], inputs[f"{key}/y_true"])
         out[f"{key}/value"], out[f"{key}/grad"] = np.asarray(value), np.asarray(grad)
     np.savez(out_path, **out)
 

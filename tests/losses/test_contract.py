@@ -72,6 +72,9 @@ def test_registry_info_and_per_example_values(name):
     per_example = losses.get(name, reduction=None)(y_true, y_pred)
     assert per_example.shape == (BATCH,)
     np.testing.assert_allclose(np.mean(per_example), loss(y_true, y_pred), rtol=1e-5)
+    # Per-example values carry sample weights as any Keras loss does.
+    weighted = loss(y_true, y_pred, sample_weight=np.full(BATCH, 2.0, np.float32))
+    np.testing.assert_allclose(weighted, 2.0 * loss(y_true, y_pred), rtol=1e-5)
     # Labels as Keras may hand them over inside fit(): float, [B, 1].
     as_column = loss(y_true.astype(np.float32)[:, None], y_pred)
     np.testing.assert_allclose(as_column, loss(y_true, y_pred), rtol=1e-6)
