@@ -22,6 +22,7 @@ from nodulelearn.losses.metric import (
     lifted_struct_loss,
     npairs_loss,
 )
+from nodulelearn.losses.multi_similarity import MultiSimilarity, multi_similarity_loss
 from nodulelearn.losses.plugins import ENTRY_POINT_GROUP, import_loss_module
 from nodulelearn.losses.registry import (
     CONSUMES,
@@ -47,12 +48,14 @@ __all__ = [
     "BinaryCrossEntropy",
     "Contrastive",
     "LiftedStruct",
+    "MultiSimilarity",
     "NPairs",
     "TripletHard",
     "TripletSemiHard",
     "contrastive_inbatch_loss",
     "contrastive_pair_loss",
     "lifted_struct_loss",
+    "multi_similarity_loss",
     "npairs_loss",
     "triplet_hard_loss",
     "triplet_semihard_loss",

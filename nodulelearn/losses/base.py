@@ -45,6 +45,13 @@ def unit_interval_float(arg: str, value: Any, *, allow_none: bool = False) -> fl
     return float(value)
 
 
+def bounded_float(arg: str, value: Any, low: float, high: float) -> float:
+    """Returns ``float(value)`` if it lies in [low, high], else raises."""
+    if not _is_real(value) or not low <= value <= high:
+        raise _invalid(arg, f"a float in [{low:g}, {high:g}]", value)
+    return float(value)
+
+
 def one_of(arg: str, value: Any, choices: Sequence[Any]) -> Any:
     """Returns ``value`` if it is one of ``choices``, else raises."""
     if isinstance(value, bool) or value not in choices:

@@ -19,6 +19,7 @@ BUILT_INS = {
     "triplet_hard": ("pretrain_probe", "embeddings"),
     "lifted": ("pretrain_probe", "embeddings"),
     "npairs": ("pretrain_probe", "views"),
+    "multi_similarity": ("pretrain_probe", "embeddings"),
 }
 
 
