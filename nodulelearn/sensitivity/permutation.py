@@ -98,6 +98,7 @@ def permutation_sensitivity(
     bootstrap: int = 200,
     modes=None,
     factors=None,
+    predictor=None,
 ) -> dict:
     """Permutation sensitivity of ``model`` to every mode of ``spec``'s test distribution.
 
@@ -112,6 +113,7 @@ def permutation_sensitivity(
         bootstrap: bootstrap draws for the 95% intervals.
         modes: the modes to analyse (default: all eight).
         factors: the test samples, if already drawn (default ``sample_factors(spec, n, seed)``).
+        predictor: a ``Predictor`` of ``model`` for ``spec`` to reuse (default: a new one).
 
     Returns:
         ``{"distribution", "n", "repeats", "seed", "outputs", "baseline": {accuracy, auc, ...},
@@ -132,13 +134,15 @@ def permutation_sensitivity(
     if factors is None:
         factors = sample_factors(spec, n, seed)
     n = len(factors)
-    predictor = Predictor(
-        model,
-        image_size=spec.image_size,
-        pixel_spacing_mm=spec.pixel_spacing_mm,
-        outputs=outputs,
-        batch_size=batch_size,
-    )
+    if predictor is None:
+        predictor = Predictor(
+            model,
+            image_size=spec.image_size,
+            pixel_spacing_mm=spec.pixel_spacing_mm,
+            outputs=outputs,
+            batch_size=batch_size,
+        )
+    calls_before = predictor.calls
     base_probs = predictor.predict(factors)
     plan = intervals.bootstrap_plan(n, repeats, bootstrap, seed)
     estimator = intervals.EffectEstimator(factors.labels, base_probs, plan)
@@ -168,6 +172,6 @@ def permutation_sensitivity(
         "outputs": outputs,
         "baseline": metrics.baseline_metrics(factors.labels, base_probs),
         "modes": records,
-        "images_predicted": predictor.calls,
+        "images_predicted": predictor.calls - calls_before,
         "seconds": time.perf_counter() - started,
     }

@@ -70,9 +70,11 @@ def probe_model(
     spec = load_spec(spec) if isinstance(spec, (str, os.PathLike)) else spec
     check_input_shape(model, spec.image_size)
     factors = sample_factors(spec, n, seed)
+    predictor = Predictor(model, image_size=spec.image_size, pixel_spacing_mm=spec.pixel_spacing_mm,
+                          outputs=outputs, batch_size=batch_size)
     result = permutation_sensitivity(
         model, spec, n=n, repeats=repeats, seed=seed, outputs=outputs, batch_size=batch_size,
-        bootstrap=bootstrap, factors=factors,
+        bootstrap=bootstrap, factors=factors, predictor=predictor,
     )
     result["model"] = label
     title = f"{label + ': ' if label else ''}permutation sensitivity on {spec.name}"
@@ -80,8 +82,6 @@ def probe_model(
     files.append(report.save_figure(
         os.path.join(out_dir, report.SENSITIVITY_PNG), figures.sensitivity_figure(result)
     ))
-    predictor = Predictor(model, image_size=spec.image_size, pixel_spacing_mm=spec.pixel_spacing_mm,
-                          outputs=outputs, batch_size=batch_size)
     if partial_dependence_n > 0:
         subset = factors.subset(np.arange(min(n, partial_dependence_n)))
         curves = partial_dependence(predictor, subset)
