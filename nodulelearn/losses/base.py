@@ -65,6 +65,20 @@ def boolean(arg: str, value: Any) -> bool:
     return value
 
 
+def check_rank(loss_name: str, y_pred, rank: int, expected: str) -> None:
+    """Raises a ValueError naming the expected shape if ``y_pred`` does not have ``rank`` axes."""
+    if len(y_pred.shape) != rank:
+        raise ValueError(
+            f"Loss {loss_name!r} expects y_pred of shape {expected}. "
+            f"Received: shape={tuple(y_pred.shape)}"
+        )
+
+
+def logits_2d(y_pred):
+    """Logits as [B, 1]: a model whose output was squeezed to [B] is accepted too."""
+    return y_pred[:, None] if len(y_pred.shape) == 1 else y_pred
+
+
 def labels_1d(y_true):
     """Integer labels [B] from y_true as Keras hands it over ([B] or [B, 1], any dtype)."""
     return ops.cast(ops.reshape(y_true, (-1,)), "int32")

@@ -97,7 +97,7 @@ class BinaryCrossEntropy(base.NoduleLoss):
         self.label_smoothing = base.unit_interval_float("label_smoothing", label_smoothing)
 
     def call(self, y_true, y_pred):
-        return binary_crossentropy_loss(y_true, y_pred, self.label_smoothing)
+        return binary_crossentropy_loss(y_true, base.logits_2d(y_pred), self.label_smoothing)
 
 
 @register("focal", protocol="end_to_end", consumes="logits")
@@ -120,4 +120,5 @@ class SigmoidFocalCrossEntropy(base.NoduleLoss):
         self.from_logits = base.boolean("from_logits", from_logits)
 
     def call(self, y_true, y_pred):
+        y_pred = base.logits_2d(y_pred)
         return sigmoid_focal_loss(y_true, y_pred, self.alpha, self.gamma, self.from_logits)

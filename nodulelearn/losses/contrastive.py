@@ -87,10 +87,7 @@ class _MultiViewContrastive(base.NoduleLoss):
         self.contrast_mode = base.one_of("contrast_mode", contrast_mode, CONTRAST_MODES)
 
     def _loss(self, labels, y_pred):
-        if len(y_pred.shape) != 3:
-            raise ValueError(
-                f"Loss {self.name!r} expects views of shape [B, V, D]. Received: shape={y_pred.shape}"
-            )
+        base.check_rank(self.name, y_pred, 3, "[B, V, D]")
         base_temperature = self.base_temperature or self.temperature
         return supcon_loss(labels, y_pred, self.temperature, base_temperature, self.contrast_mode)
 

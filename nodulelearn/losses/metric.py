@@ -126,6 +126,7 @@ class Contrastive(base.NoduleLoss):
         self.margin = base.positive_float("margin", margin)
 
     def call(self, y_true, y_pred):
+        base.check_rank(self.name, y_pred, 2, "[B, D]")
         return contrastive_inbatch_loss(base.labels_1d(y_true), y_pred, self.margin)
 
 
@@ -144,6 +145,7 @@ class LiftedStruct(base.NoduleLoss):
         self.margin = base.positive_float("margin", margin)
 
     def call(self, y_true, y_pred):
+        base.check_rank(self.name, y_pred, 2, "[B, D]")
         return lifted_struct_loss(base.labels_1d(y_true), y_pred, self.margin)
 
 

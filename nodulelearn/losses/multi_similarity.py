@@ -85,6 +85,7 @@ class MultiSimilarity(base.NoduleLoss):
         self.epsilon = base.non_negative_float("epsilon", epsilon)
 
     def call(self, y_true, y_pred):
+        base.check_rank(self.name, y_pred, 2, "[B, D]")
         return multi_similarity_loss(
             base.labels_1d(y_true), y_pred, self.alpha, self.beta, self.threshold, self.epsilon
         )

@@ -175,6 +175,7 @@ class TripletSemiHard(_Triplet):
         super().__init__(margin, distance_metric, **kwargs)
 
     def call(self, y_true, y_pred):
+        base.check_rank(self.name, y_pred, 2, "[B, D]")
         return triplet_semihard_loss(
             base.labels_1d(y_true), y_pred, self.margin, self.distance_metric
         )
@@ -197,6 +198,7 @@ class TripletHard(_Triplet):
         self.soft = base.boolean("soft", soft)
 
     def call(self, y_true, y_pred):
+        base.check_rank(self.name, y_pred, 2, "[B, D]")
         return triplet_hard_loss(
             base.labels_1d(y_true), y_pred, self.margin, self.soft, self.distance_metric
         )

@@ -4,6 +4,7 @@ import sys
 import textwrap
 
 import keras
+import numpy as np
 import pytest
 
 from nodulelearn import losses
@@ -161,3 +162,28 @@ def test_import_loss_module_registers_its_losses(tmp_path, monkeypatch):
 def test_import_loss_module_reports_what_failed(path):
     with pytest.raises(ImportError, match="loss"):
         losses.import_loss_module(path)
+
+
+@pytest.mark.parametrize(
+    "name, shape, expected",
+    [
+        ("supcon", (4, 3), r"\[B, V, D\]"),
+        ("simclr", (4, 3), r"\[B, V, D\]"),
+        ("npairs", (4, 3, 2), r"\[B, 2, D\]"),
+        ("triplet_semihard", (4, 2, 3), r"\[B, D\]"),
+        ("triplet_hard", (4, 2, 3), r"\[B, D\]"),
+        ("lifted", (4, 2, 3), r"\[B, D\]"),
+        ("contrastive", (4, 2, 3), r"\[B, D\]"),
+        ("multi_similarity", (4, 2, 3), r"\[B, D\]"),
+    ],
+)
+def test_wrong_input_rank_names_the_expected_shape(name, shape, expected):
+    with pytest.raises(ValueError, match=f"expects .*{expected}. Received: shape="):
+        losses.get(name)(np.zeros(4, np.int32), np.ones(shape, np.float32))
+
+
+def test_logits_losses_accept_squeezed_logits():
+    y_true, logits = np.array([0, 1, 1]), np.array([[0.5], [-1.0], [2.0]], np.float32)
+    for name in ("ce", "focal"):
+        loss = losses.get(name)
+        np.testing.assert_allclose(loss(y_true, logits[:, 0]), loss(y_true, logits), rtol=1e-6)
