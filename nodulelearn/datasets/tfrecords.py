@@ -90,16 +90,15 @@ def write_tfrecords(
     out.mkdir(parents=True, exist_ok=True)
     # An overwritten export is incomplete until its new description is written, last.
     (out / DESCRIPTION_FILE).unlink(missing_ok=True)
-    bounds = np.linspace(0, n, shards + 1).round().astype(int)
-    shard_info, paths = [], []
-    for k in range(shards):
-        name = f"data-{k:05d}-of-{shards:05d}.tfrecord"
-        start, count = int(bounds[k]), int(bounds[k + 1] - bounds[k])
-        path = out / name
-        _write_shard(spec, seed, start, count, path)
-        shard_info.append({"file": name, "start": start, "count": count,
-                           "bytes": path.stat().st_size})
-        paths.append(str(path))
+    bounds = [int(b) for b in np.linspace(0, n, shards + 1).round()]
+    names = [f"data-{k:05d}-of-{shards:05d}.tfrecord" for k in range(shards)]
+    paths = [str(out / name) for name in names]
+    _write_shards(spec, n, seed, bounds, [out / name for name in names])
+    shard_info = [
+        {"file": name, "start": bounds[k], "count": bounds[k + 1] - bounds[k],
+         "bytes": (out / name).stat().st_size}
+        for k, name in enumerate(names)
+    ]
     for stale in out.glob("*.tfrecord"):  # shards of an earlier, overwritten export
         if str(stale) not in paths:
             stale.unlink()
@@ -113,18 +112,27 @@ def write_tfrecords(
     return paths + [str(json_path)]
 
 
-def _write_shard(spec: DistributionSpec, seed: int, start: int, count: int, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    ds = make_dataset(spec, count, seed, _WRITE_BATCH, with_factors=True, start=start)
+def _write_shards(spec: DistributionSpec, n: int, seed: int, bounds: list[int],
+                  paths: list[Path]) -> None:
+    """Streams one dataset over every shard (one pipeline, one compiled renderer)."""
+    tmps = [path.with_name(f".{path.name}.tmp") for path in paths]
+    ds = make_dataset(spec, n, seed, _WRITE_BATCH, with_factors=True)
+    shard, writer = 0, tf.io.TFRecordWriter(str(tmps[0]))
     try:
-        with tf.io.TFRecordWriter(str(tmp)) as writer:
-            for images, labels, factors in ds.as_numpy_iterator():
-                for i in range(images.shape[0]):
-                    writer.write(_example(images[i], labels[i], factors, i).SerializeToString())
-        os.replace(tmp, path)
+        for images, labels, factors in ds.as_numpy_iterator():
+            for i in range(images.shape[0]):
+                while factors["index"][i] >= bounds[shard + 1]:
+                    writer.close()
+                    shard += 1
+                    writer = tf.io.TFRecordWriter(str(tmps[shard]))
+                writer.write(_example(images[i], labels[i], factors, i).SerializeToString())
+        writer.close()
+        for tmp, path in zip(tmps, paths, strict=True):
+            os.replace(tmp, path)
     finally:
-        if tmp.exists():
-            tmp.unlink()
+        writer.close()
+        for tmp in tmps:
+            tmp.unlink(missing_ok=True)
 
 
 def _example(image: np.ndarray, label, factors, i: int) -> tf.train.Example:

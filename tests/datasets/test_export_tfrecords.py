@@ -12,7 +12,7 @@ SCRIPT = Path(__file__).resolve().parents[2] / "bin" / "export_tfrecords"
 
 SMALL_SPEC = """
 name = "small"
-image_size = 16
+image_size = 32
 [modes.margin]
 alignment = 1.0
 """
@@ -43,7 +43,7 @@ def test_exports_and_refuses_to_overwrite(tmp_path, spec_path):
     description = json.loads((out / "dataset.json").read_text())
     assert (description["n"], description["seed"], description["spec"]["name"]) == (8, 2, "small")
     images, labels = next(read_tfrecords(out, 8).as_numpy_iterator())
-    assert images.shape == (8, 16, 16, 1) and labels.shape == (8,)
+    assert images.shape == (8, 32, 32, 1) and labels.shape == (8,)
 
     before = {p.name: p.read_bytes() for p in out.iterdir()}
     again = run(*args)
