@@ -20,7 +20,7 @@ PARENCHYMA_FINE = (1.8, 10.0)
 PARENCHYMA_TEXTURE_HU = float(np.hypot(PARENCHYMA_COARSE[1], PARENCHYMA_FINE[1]))
 VESSEL_HU = 40.0
 MAX_VESSELS = 6
-_VESSEL_PARAMS = 5  # angle, offset, curvature, radius, unused (kept for a fixed stream layout)
+_VESSEL_PARAMS = 5  # angle, offset, curvature, radius, density
 
 
 @functools.cache
@@ -54,7 +54,8 @@ def parenchyma_texture(window: tf.Tensor, image_size: int, pixel_spacing_mm: flo
 
 def vessel_parameters(vessels: tf.Tensor, noise_seeds: tf.Tensor, fov_mm: float) -> dict:
     """The tubes' paths: ``cos``, ``sin`` (of the normal), ``offset``, ``curvature``,
-    ``radius`` in mm and ``shown`` (0 or 1), each float32 ``[B, MAX_VESSELS]``.
+    ``radius`` in mm and ``shown`` (peak opacity, 0 for a hidden tube), each float32
+    ``[B, MAX_VESSELS]``.
 
     Args:
         vessels: float32 ``[B]``, the tube count (rounded).
@@ -70,16 +71,19 @@ def vessel_parameters(vessels: tf.Tensor, noise_seeds: tf.Tensor, fov_mm: float)
         "sin": tf.sin(angle),
         "offset": (u[..., 1] - 0.5) * 0.9 * fov_mm,
         "curvature": (u[..., 2] - 0.5) * (1.6 / fov_mm),
-        "radius": 0.7 + 1.0 * u[..., 3],
-        "shown": tf.cast(shown, tf.float32),
+        "radius": 0.45 + 0.8 * u[..., 3],
+        # Peak opacity 0.7 to 1 (squared: the profile's square root is taken last); tubes
+        # partly out of the slice are fainter.
+        "shown": tf.cast(shown, tf.float32) * tf.square(0.7 + 0.3 * u[..., 4]),
     }
 
 
 def vessel_alpha(params: dict, x_mm: tf.Tensor, y_mm: tf.Tensor) -> tf.Tensor:
-    """Opacity of the vessel-like tubes, 1 on a tube's axis.
+    """Opacity of the vessel-like tubes, highest (0.7 to 1) on a tube's axis.
 
     A tube is a gently curved line (a parabola about a random axis) with the profile of a
-    cylinder seen side-on, ``sqrt(1 - (d / r)^2)``.
+    cylinder seen side-on, ``sqrt(1 - (d / r)^2)``, radius 0.45 to 1.25 mm (the thinnest
+    come out fainter after the partial-volume blur, as small vessels do).
 
     Args:
         params: from ``vessel_parameters``.

@@ -64,10 +64,13 @@ def _pixel_coordinates(image_size: int, pixel_spacing_mm: float) -> np.ndarray:
 @functools.cache
 def _renderer(image_size: int, pixel_spacing_mm: float):
     """The compiled renderer and region function for one geometry."""
+    # numpy, not tf.constant: this cache outlives the graph of its first caller (which may be a
+    # Dataset.map function), so every tensor must be made inside the traced functions.
     coords = _pixel_coordinates(image_size, pixel_spacing_mm)
-    x_mm = tf.constant(coords[None, None, :])
-    y_mm = tf.constant(coords[None, :, None])
     fov_mm = image_size * pixel_spacing_mm
+
+    def grid():
+        return tf.constant(coords[None, None, :]), tf.constant(coords[None, :, None])
 
     # Three XLA computations. Per-sample parameters come first so that XLA cannot fuse them
     # into the per-pixel loop (it would recompute the outline per pixel); the blur comes last
@@ -84,6 +87,7 @@ def _renderer(image_size: int, pixel_spacing_mm: float):
 
     @tf.function(jit_compile=True, reduce_retracing=True)
     def scene_hu(params, seeds):
+        x_mm, y_mm = grid()
         texture = lung_background.parenchyma_texture(
             params["texture"], image_size, pixel_spacing_mm
         )
@@ -108,6 +112,7 @@ def _renderer(image_size: int, pixel_spacing_mm: float):
 
     @tf.function(jit_compile=True, reduce_retracing=True)
     def support(nodule_params):
+        x_mm, y_mm = grid()
         texture = tf.zeros([1, image_size, image_size])
         nodule = nodule_shape.nodule_layers(nodule_params, x_mm, y_mm, pixel_spacing_mm, texture)
         grown = tf.nn.max_pool2d(

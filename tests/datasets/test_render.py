@@ -81,6 +81,16 @@ def test_deterministic_and_same_in_tf_function_and_dataset_map():
     np.testing.assert_allclose(in_dataset, eager, rtol=0, atol=TOL)
 
 
+def test_first_use_inside_dataset_map_then_eagerly():
+    """The compiled renderer is cached per geometry; its first caller may be a tf.data graph."""
+    geometry = dict(image_size=24, pixel_spacing_mm=2.0)  # a geometry no other test uses
+    values, seeds = _random_values(10), _seeds(10)
+    ds = tf.data.Dataset.from_tensors((values, seeds)).map(lambda v, s: render(v, s, **geometry))
+    in_dataset = ds.get_single_element().numpy()
+    np.testing.assert_allclose(render(values, seeds, **geometry).numpy(), in_dataset, atol=TOL)
+    assert nodule_region(values, seeds, **geometry).shape == (B, 24, 24, 1)
+
+
 def test_sample_renders_the_same_in_any_batch():
     values, seeds = _random_values(2), _seeds(2)
     images = _render(values, seeds)
