@@ -50,6 +50,10 @@ def test_info_lists_hyperparameters_with_defaults():
 def test_get_applies_hyperparameters():
     loss = losses.get("triplet_semihard", margin=0.5, distance_metric="angular", reduction="sum")
     assert (loss.margin, loss.distance_metric, loss.reduction) == (0.5, "angular", "sum")
+    # numpy scalars (e.g. from a sweep) are plain floats in the config.
+    loss = losses.get("supcon", temperature=np.float32(0.5), base_temperature=1)
+    assert loss.get_config()["temperature"] == 0.5 and type(loss.temperature) is float
+    assert loss.base_temperature == 1.0 and type(loss.base_temperature) is float
 
 
 def test_unknown_name_lists_registered_names():
