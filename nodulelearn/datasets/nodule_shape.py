@@ -108,7 +108,8 @@ def radius_profile(margin: tf.Tensor, radius_mm: tf.Tensor, noise_seeds: tf.Tens
     # folded by hand so that every compilation of this graph rounds the same way.
     slots = (np.arange(SPICULES) * (2.0 * np.pi / SPICULES) - np.pi).astype(np.float32)
     angle = slots + s[:, :SPICULES] * np.float32(0.7 * 2.0 * np.pi / SPICULES)
-    length = radius_mm[:, None] * (0.2 + 1.0 * s[:, SPICULES : 2 * SPICULES]) + 1.0
+    # Squared uniform: many short spicules and a few long ones, as in real corona radiata.
+    length = radius_mm[:, None] * (0.1 + 1.1 * tf.square(s[:, SPICULES : 2 * SPICULES])) + 0.8
     half_width = SPICULE_HALF_WIDTH_MM * (0.7 + 0.6 * s[:, 2 * SPICULES :]) / radius_mm[:, None]
     slope = length / half_width  # mm of spike lost per radian away from the spicule's axis
     spike = tf.zeros_like(radius)
