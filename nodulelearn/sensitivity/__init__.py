@@ -19,7 +19,7 @@ from nodulelearn.sensitivity.model_loading import (
 from nodulelearn.sensitivity.partial_dependence import partial_dependence
 from nodulelearn.sensitivity.permutation import permutation_sensitivity
 from nodulelearn.sensitivity.prediction import ModelOutputError, Predictor
-from nodulelearn.sensitivity.probe import probe_model, probe_run, probe_runs
+from nodulelearn.sensitivity.probe import probe_dists, probe_model, probe_run, probe_runs
 from nodulelearn.sensitivity.report import format_table
 from nodulelearn.sensitivity.saliency import SaliencyUnavailable, saliency
 
@@ -27,5 +27,5 @@ __all__ = [
     "ModelLoadError", "ModelOutputError", "Predictor", "SaliencyUnavailable", "TrainedRun",
     "check_input_shape", "comparison_matrix", "decodability", "format_table",
     "load_keras_model", "load_run", "partial_dependence", "permutation_sensitivity",
-    "probe_model", "probe_run", "probe_runs", "saliency", "write_comparison",
+    "probe_dists", "probe_model", "probe_run", "probe_runs", "saliency", "write_comparison",
 ]

@@ -1,5 +1,6 @@
-"""The whole analysis of one model (``probe_model``), one ``bin/train`` run (``probe_run``) and
-several runs at once (``probe_runs``, with a comparison), writing every output file."""
+"""The whole analysis of one model on one distribution (``probe_model``) or several
+(``probe_dists``), of a ``bin/train`` run (``probe_run``) and of several runs at once
+(``probe_runs``, with a comparison), writing every output file."""
 
 from __future__ import annotations
 
@@ -120,6 +121,32 @@ def _dir_name(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", name) or "distribution"
 
 
+def probe_dists(model, dists, out_dir: str, **options) -> dict[str, dict]:
+    """``probe_model`` on each of ``dists``: into ``out_dir`` for one, ``out_dir/<name>/`` else.
+
+    Args:
+        model: the Keras classifier.
+        dists: preset names, TOML paths or ``DistributionSpec`` objects (at least one).
+        out_dir: output directory.
+        **options: passed to ``probe_model`` (n, repeats, seed, encoder, label, ...).
+
+    Returns:
+        Distribution name -> the result of ``probe_model``.
+    """
+    specs = [load_spec(d) if isinstance(d, (str, os.PathLike)) else d for d in dists]
+    if not specs:
+        raise ValueError("Expected at least one test distribution. Received none.")
+    names = [spec.name for spec in specs]
+    if len(set(names)) != len(names):
+        raise ValueError(f"Expected test distributions with distinct names. Received: {names}")
+    results = {}
+    for spec in specs:
+        target = out_dir if len(specs) == 1 else os.path.join(out_dir, _dir_name(spec.name))
+        logging.info("probing %s on %s -> %s", options.get("label"), spec.name, target)
+        results[spec.name] = probe_model(model, spec, target, **options)
+    return results
+
+
 def probe_run(
     run_dir: str,
     out_dir: str,
@@ -155,16 +182,8 @@ def probe_run(
             f"No test distribution: the run {run_dir!r} has no test_dists in its config.json. "
             "Pass --dist=<preset|path.toml> (library: dists=[...])."
         )
-    specs = [load_spec(d) if isinstance(d, (str, os.PathLike)) else d for d in dists]
-    results = {}
-    for spec in specs:
-        target = out_dir if len(specs) == 1 else os.path.join(out_dir, _dir_name(spec.name))
-        logging.info("probing %s on %s -> %s", run.name, spec.name, target)
-        results[spec.name] = probe_model(
-            run.model, spec, target, n=n, repeats=repeats, seed=seed, encoder=run.encoder,
-            label=run.name, **options,
-        )
-    return results
+    return probe_dists(run.model, dists, out_dir, n=n, repeats=repeats, seed=seed,
+                       encoder=run.encoder, label=run.name, **options)
 
 
 def probe_runs(run_dirs, out_dir: str, *, comparison_metric: str = "reliance", **kwargs) -> dict:
