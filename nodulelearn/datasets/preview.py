@@ -151,7 +151,7 @@ def preview_figure(spec: DistributionSpec, *, seed: int = 0, n: int = 24, column
 
 
 def write_preview(
-    spec: DistributionSpec, out: str | os.PathLike, *, seed: int = 0, n: int = 24, dpi: int = 80
+    spec: DistributionSpec, out: str | os.PathLike, *, seed: int = 0, n: int = 24, dpi: int = 72
 ) -> Path:
     """Writes the preview sheet as a PNG, atomically (temporary file, then rename).
 
