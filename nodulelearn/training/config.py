@@ -19,9 +19,9 @@ STRATEGIES = ("default", "mirrored", "multi_worker")
 #: Defaults per protocol, chosen so that each run finishes within 5 minutes on a 2-core CPU
 #: (measured in docs/performance_training.md).
 PROTOCOL_DEFAULTS: dict[str, dict[str, Any]] = {
-    "end_to_end": dict(n_train=4096, n_val=512, n_test=2000, epochs=12, probe_epochs=0,
+    "end_to_end": dict(n_train=8192, n_val=512, n_test=2000, epochs=15, probe_epochs=0,
                        batch_size=128, learning_rate=2e-3),
-    "pretrain_probe": dict(n_train=4096, n_val=512, n_test=2000, epochs=12, probe_epochs=30,
+    "pretrain_probe": dict(n_train=8192, n_val=512, n_test=2000, epochs=12, probe_epochs=30,
                            batch_size=128, learning_rate=2e-3),
 }
 #: ``--smoke``: a seconds-long run for tests and first tries (explicit values still win).

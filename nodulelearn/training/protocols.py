@@ -110,7 +110,8 @@ def pretrain_probe(ctx: RunContext) -> tuple[keras.Model, keras.Model]:
     val_features = _features(frozen, ctx.val_images, config.batch_size)
     with ctx.strategy.scope():
         probe = models.linear_head(encoder.output_shape[-1])
-    fit_phase(ctx, "probe", trainable([probe], "probe"), losses.get("ce"),
+        probe_model = trainable([probe], "probe")
+    fit_phase(ctx, "probe", probe_model, losses.get("ce"),
               train_features, ctx.train_labels, epochs=config.probe_epochs,
               validation=(val_features, ctx.val_labels), metrics=_logit_metrics())
     return encoder, models.classifier(encoder, probe)
