@@ -91,8 +91,9 @@ def normal_image(noise_seeds: tf.Tensor, stream: str, height: int, width: int) -
     """Approximately standard-normal white noise, one independent image per sample.
 
     Each pixel is the standardised sum of the four bytes of one hashed word (Irwin-Hall with
-    four terms): integer ops only, which XLA fuses into one cheap loop, and bounded at +-3.46,
-    so a noise spike never outshines calcification.
+    four terms): integer ops only, which XLA fuses into one cheap loop. Bounded at +-3.46, so
+    its tails are lighter than a Gaussian's, which keeps noise spikes from reaching the
+    brightness of calcification.
 
     Returns:
         float32 ``[B, height, width]``.

@@ -6,14 +6,15 @@ A patch is built in Hounsfield units (HU), then windowed to [0, 1]:
    (+40 HU), see ``lung_background``;
 2. the nodule composited on top: ground-glass halo, solid part, calcified focus, see
    ``nodule_shape``;
-3. scanner noise (white Gaussian, sigma = ``noise`` HU after the next step);
+3. scanner noise (white, near-Gaussian, sigma = ``noise`` HU after the next step);
 4. partial-volume blur (Gaussian, sigma 0.6 px), which also gives the noise the fine-grained
    correlation of reconstructed CT;
 5. the window: level ``WINDOW_LEVEL_HU``, width ``WINDOW_WIDTH_HU``, clipped to [0, 1].
 
 Every random nuisance comes from the sample's own seed (``random_fields``), so the image is a
 pure function of (values, seed), independent of the batch, and changing one mode's value changes
-nothing else. The computation is one XLA-compiled graph per (image size, spacing, batch size).
+nothing else. The computation is a chain of four small XLA computations, compiled once per
+(image size, pixel spacing, batch size).
 """
 
 from __future__ import annotations
