@@ -59,7 +59,7 @@ def reliance_heatmap(
             len(p[2]) for p in panels)), squeeze=False
     )
     image = None
-    for ax, (train, test, losses) in zip(axes[0], panels, strict=True):
+    for k, (ax, (train, test, losses)) in enumerate(zip(axes[0], panels, strict=True)):
         cells = [rel[(train, test, loss)] for loss in losses]
         grid = [[c[m].mean if m in c else math.nan for m in MODE_NAMES] for c in cells]
         image = ax.imshow(grid, vmin=0.0, vmax=1.0, cmap="viridis", aspect="auto")
@@ -69,7 +69,9 @@ def reliance_heatmap(
                     ax.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize=7,
                             color="white" if value < 0.6 else "black")
         ax.set_xticks(range(len(MODE_NAMES)), MODE_NAMES, rotation=45, ha="right")
-        ax.set_yticks(range(len(losses)), losses)
+        # Panels with the losses of the panel on their left leave the names to it (no overlap).
+        same = k > 0 and losses == panels[k - 1][2]
+        ax.set_yticks(range(len(losses)), [] if same else losses)
         ax.set_title(f"trained on {train}\n(tested on {test})", fontsize=9)
     fig.colorbar(image, ax=axes[0].tolist(), label="reliance (share of mean |ΔP|)", shrink=0.9)
     return _save(fig, path)
@@ -78,7 +80,9 @@ def reliance_heatmap(
 def ood_accuracy_plot(
     study: StudySpec, rows: Sequence[Mapping[str, Any]], path: str | Path
 ) -> Path | None:
-    """Accuracy on each test set (ID and OOD) per loss, mean ± sd over seeds as error bars.
+    """Accuracy on each test set (ID and OOD) per loss, with error bars.
+
+    Error bars: sd over seeds; with one seed, the 95% test-set sampling interval (stats.py).
 
     One panel per training distribution; bars grouped by loss, one bar per test set.
 
@@ -103,20 +107,25 @@ def ood_accuracy_plot(
     for ax, (train, tests, losses) in zip(axes[0], panels, strict=True):
         width = 0.8 / len(tests)
         for t, (test, role) in enumerate(tests):
-            means, errors, xs = [], [], []
+            means, low, high, xs = [], [], [], []
             for i, loss in enumerate(losses):
                 cell = est.get((train, test, loss))
                 if cell is None:
                     continue
+                acc = cell["accuracy"]
                 xs.append(i - 0.4 + width * (t + 0.5))
-                means.append(cell["accuracy"].mean)
-                errors.append(cell["accuracy"].sd if cell["accuracy"].k >= 2 else 0.0)
-            ax.bar(xs, means, width, yerr=errors, capsize=2,
+                means.append(acc.mean)
+                low.append(acc.mean - acc.lo if acc.has_interval else 0.0)
+                high.append(acc.hi - acc.mean if acc.has_interval else 0.0)
+            ax.bar(xs, means, width, yerr=[low, high], capsize=2,
                    label=f"{test} ({role.upper()})", hatch=None if role == "id" else "//")
         ax.axhline(0.5, color="grey", linewidth=0.8, linestyle=":")
         ax.set_xticks(range(len(losses)), losses, rotation=30, ha="right")
         ax.set_ylim(0.0, 1.05)
         ax.set_title(f"trained on {train}", fontsize=9)
         ax.legend(fontsize=6, loc="upper center", bbox_to_anchor=(0.5, -0.28), ncol=2)
-    axes[0][0].set_ylabel("accuracy (mean ± sd over seeds)")
+    one_seed = len(study.seeds) == 1
+    axes[0][0].set_ylabel(
+        "accuracy (bars: 95% test-set interval)" if one_seed else "accuracy (mean ± sd over seeds)"
+    )
     return _save(fig, path)
