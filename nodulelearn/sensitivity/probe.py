@@ -103,8 +103,8 @@ def probe_model(
             {"distribution": spec.name, "embedding_dim": int(np.prod(embeddings.shape[1:])),
              "modes": decodability(embeddings, factors, seed=seed)},
         ))
-    if saliency_per_class > 0:
-        chosen = factors.subset(_saliency_samples(factors.labels, saliency_per_class))
+    chosen = factors.subset(_saliency_samples(factors.labels, saliency_per_class))
+    if len(chosen):
         images = _renderer(spec, lambda images: images, batch_size).apply(chosen)
         maps = saliency(model, images, chosen.labels, predictor.predict(chosen), outputs=outputs)
         result["saliency_message"] = maps["gradcam_message"]
