@@ -35,11 +35,19 @@ STUDY_FILE = "study.json"
 
 @dataclasses.dataclass(frozen=True)
 class RunOutcome:
-    """What happened to one run: ``status`` is ``"ran"`` or ``"skipped"`` (already finished)."""
+    """What happened to one run.
+
+    Attributes:
+        run_id: the run.
+        status: ``"ran"``, ``"skipped"`` (already finished) or ``"failed"``.
+        seconds: wall time spent on it now.
+        error: the failure's message (``"failed"`` only).
+    """
 
     run_id: str
     status: str
     seconds: float
+    error: str = ""
 
 
 def run_dir(out_dir: str | Path, run: Run | str) -> Path:
@@ -223,7 +231,8 @@ def run_study(
         train_fn, sensitivity_fn: see ``execute_run`` (tests replace them).
 
     Returns:
-        One ``RunOutcome`` per run of the shard, in run order.
+        One ``RunOutcome`` per run of the shard, in run order. A run that raises is logged and
+        reported as ``"failed"``; the others still run (``KeyboardInterrupt`` stops the study).
     """
     write_study_file(out_dir, study)
     runs: Sequence[Run] = shard_runs(plan_runs(study), *shard)
@@ -241,10 +250,16 @@ def run_study(
             log.info("[%d/%d] %s: skipped (already finished)", k, len(runs), run.id)
             continue
         run_start = time.monotonic()
-        record = execute_run(
-            study, run, out_dir,
-            overwrite=overwrite, train_fn=train_fn, sensitivity_fn=sensitivity_fn,
-        )  # fmt: skip
+        try:
+            record = execute_run(
+                study, run, out_dir,
+                overwrite=overwrite, train_fn=train_fn, sensitivity_fn=sensitivity_fn,
+            )  # fmt: skip
+        except Exception as err:  # e.g. a diverged run: the other runs of the study still run
+            ran_seconds.append(time.monotonic() - run_start)
+            outcomes.append(RunOutcome(run.id, "failed", ran_seconds[-1], f"{err!r}"))
+            log.exception("[%d/%d] %s: FAILED; the study goes on without it", k, len(runs), run.id)
+            continue
         ran_seconds.append(time.monotonic() - run_start)
         outcomes.append(RunOutcome(run.id, "ran", ran_seconds[-1]))
         left = len(pending) - len(ran_seconds)
@@ -257,4 +272,7 @@ def run_study(
             _format_duration(record["seconds"]["sensitivity"]),
             _format_duration(time.monotonic() - started), _format_duration(estimate), left,
         )  # fmt: skip
+    failed = [o.run_id for o in outcomes if o.status == "failed"]
+    if failed:
+        log.error("%d run(s) failed (relaunch to retry them): %s", len(failed), ", ".join(failed))
     return outcomes

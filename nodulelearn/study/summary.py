@@ -26,6 +26,7 @@ TOP_MODES = 3
 # A mode is listed among the top modes only if its mean reliance share reaches this (5% of the
 # summed effect): listing modes the model ignores would bury the ones it uses.
 MIN_RELIANCE = 0.05
+MAX_LISTED = 12  # missing runs named in the summary
 
 
 def _float(value: Any) -> float | None:
@@ -193,9 +194,11 @@ def summary_markdown(
         "",
     ]
     if missing:
+        shown = ", ".join(f"`{m}`" for m in missing[:MAX_LISTED])
+        more = len(missing) - MAX_LISTED
+        shown += f" and {more} more (`bin/run_study --dry_run` lists them)" if more > 0 else ""
         lines += [
-            f"**Incomplete: {len(missing)} run(s) missing**, left out of every table: "
-            + ", ".join(f"`{m}`" for m in missing) + ".",
+            f"**Incomplete: {len(missing)} run(s) missing**, left out of every table: {shown}.",
             "",
         ]
     interval_note = (

@@ -115,3 +115,26 @@ def test_changed_settings_are_not_mixed(study, tmp_path, fake_stages, tiny_study
     _run(changed, out, stages, overwrite=True)
     assert len(stages.train_calls) == 4
     assert not aggregate_study(changed, out).stale
+
+
+def test_a_failing_run_does_not_stop_the_others(study, tmp_path, fake_stages, caplog):
+    out = tmp_path / "out"
+    stages = fake_stages()
+
+    def train(fields, train_dir, overwrite):
+        if "supcon__tiny__s0" in str(train_dir):
+            raise FloatingPointError("loss diverged")
+        return stages.train(fields, train_dir, overwrite)
+
+    with caplog.at_level(logging.INFO):
+        outcomes = run_study(study, out, train_fn=train, sensitivity_fn=stages.sensitivity)
+    status = {o.run_id: o.status for o in outcomes}
+    assert status == {
+        "ce__tiny__s0": "ran", "ce__tiny__s1": "ran",
+        "supcon__tiny__s0": "failed", "supcon__tiny__s1": "ran",
+    }  # fmt: skip
+    assert "loss diverged" in next(o.error for o in outcomes if o.status == "failed")
+    assert "1 run(s) failed" in caplog.text
+    assert aggregate_study(study, out).missing == ["supcon__tiny__s0"]
+    retried = _run(study, out, fake_stages())  # relaunching retries it
+    assert [o.run_id for o in retried if o.status == "ran"] == ["supcon__tiny__s0"]

@@ -43,6 +43,9 @@ def test_missing_runs_are_listed():
     text = summary_markdown(STUDY, _rows()[:4], [], finished=2, missing=["c__d__s0", "c__d__s1"])
     assert "Runs finished: 2 of 4" in text
     assert "2 run(s) missing" in text and "`c__d__s1`" in text
+    many = [f"r{i}" for i in range(20)]
+    text = summary_markdown(STUDY, _rows(), [], finished=6, missing=many)
+    assert "`r11` and 8 more" in text and "`r12`" not in text
 
 
 def test_top_modes_rank_and_mark_ties():
