@@ -116,7 +116,8 @@ def permutation_sensitivity(
         predictor: a ``Predictor`` of ``model`` for ``spec`` to reuse (default: a new one).
 
     Returns:
-        ``{"distribution", "n", "repeats", "seed", "outputs", "baseline": {accuracy, auc, ...},
+        ``{"distribution", "image_size", "n", "repeats", "seed", "outputs",
+        "baseline": {accuracy, auc, ...},
         "modes": [record per mode], "images_predicted", "seconds"}``. A record holds ``mode``,
         ``kind``, ``varies`` and, for each of ``delta_accuracy``, ``delta_auc``, ``flip_rate``,
         ``mean_abs_delta_p``, ``reliance``: the value and ``<name>_ci_low`` / ``<name>_ci_high``.
@@ -166,6 +167,7 @@ def permutation_sensitivity(
     _add_reliance(records, draws)
     return {
         "distribution": spec.name,
+        "image_size": spec.image_size,
         "n": n,
         "repeats": repeats,
         "seed": seed,

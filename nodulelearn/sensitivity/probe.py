@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import re
@@ -121,19 +122,36 @@ def _dir_name(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", name) or "distribution"
 
 
-def probe_dists(model, dists, out_dir: str, **options) -> dict[str, dict]:
+def spec_at_image_size(spec, image_size: int | None):
+    """``spec`` rendered at ``image_size`` pixels, pixel spacing scaled to keep the field of view.
+
+    A ``bin/train`` run records its ``image_size`` (e.g. 32 for ``--smoke``) and evaluates its
+    test distributions at that size; the analysis of the run does the same.
+    """
+    if image_size is None or int(image_size) == spec.image_size:
+        return spec
+    return dataclasses.replace(
+        spec, image_size=int(image_size),
+        pixel_spacing_mm=spec.pixel_spacing_mm * spec.image_size / int(image_size),
+    )
+
+
+def probe_dists(model, dists, out_dir: str, *, image_size: int | None = None,
+                **options) -> dict[str, dict]:
     """``probe_model`` on each of ``dists``: into ``out_dir`` for one, ``out_dir/<name>/`` else.
 
     Args:
         model: the Keras classifier.
         dists: preset names, TOML paths or ``DistributionSpec`` objects (at least one).
         out_dir: output directory.
+        image_size: render every distribution at this size (see ``spec_at_image_size``);
+            default: each distribution's own size.
         **options: passed to ``probe_model`` (n, repeats, seed, encoder, label, ...).
 
     Returns:
         Distribution name -> the result of ``probe_model``.
     """
-    specs = [load_spec(d) if isinstance(d, (str, os.PathLike)) else d for d in dists]
+    specs = [spec_at_image_size(load_spec(d), image_size) for d in dists]
     if not specs:
         raise ValueError("Expected at least one test distribution. Received none.")
     names = [spec.name for spec in specs]
@@ -164,7 +182,8 @@ def probe_run(
         run_dir: a run directory (model.keras; config.json and encoder.keras if present).
         out_dir: outputs go here directly for one distribution, else into ``out_dir/<dist>/``.
         dists: test distributions (preset names, TOML paths or specs); default: the run's
-            ``test_dists`` from config.json.
+            ``test_dists`` from config.json. They are rendered at the run's ``image_size``
+            (config.json) when it records one, keeping each distribution's field of view.
         n, repeats, seed: see ``permutation_sensitivity``.
         unsafe_deserialization: allow model files to run Python code when loaded.
         **options: passed to ``probe_model`` (outputs, batch_size, bootstrap, ...).
@@ -183,7 +202,8 @@ def probe_run(
             "Pass --dist=<preset|path.toml> (library: dists=[...])."
         )
     return probe_dists(run.model, dists, out_dir, n=n, repeats=repeats, seed=seed,
-                       encoder=run.encoder, label=run.name, **options)
+                       encoder=run.encoder, label=run.name,
+                       image_size=run.config.get("image_size"), **options)
 
 
 def probe_runs(run_dirs, out_dir: str, *, comparison_metric: str = "reliance", **kwargs) -> dict:

@@ -85,7 +85,8 @@ def make_run_dir(tmp_path):
         model.save(str(run_dir / "model.keras"))
         encoder.save(str(run_dir / "encoder.keras"))
         (run_dir / "config.json").write_text(
-            json.dumps({"train_dist": "clinical", "test_dists": list(test_dists)})
+            json.dumps({"train_dist": "clinical", "test_dists": list(test_dists),
+                        "image_size": image_size})
         )
         return str(run_dir)
 

@@ -102,3 +102,13 @@ def test_probe_run_with_several_distributions_writes_one_folder_each(
     noise = {r["mode"]: r for r in results["fixed_noise"]["modes"]}["noise"]
     assert noise["varies"] is False
     assert "does not vary" in results["fixed_noise"]["table"]
+
+
+def test_run_distributions_are_rendered_at_the_runs_image_size(tmp_path, make_run_dir):
+    # A --smoke run trains at 32 pixels; the 64-pixel preset is rendered at 32 pixels, same
+    # field of view, as bin/train evaluated it (instead of an input-shape error).
+    run_dir = make_run_dir("smoke_run", ["clinical"], image_size=32)
+    results = probe_run(run_dir, str(tmp_path / "probe"), n=32, repeats=1, seed=0, bootstrap=10,
+                        partial_dependence_n=0, saliency_per_class=0)
+    assert list(results) == ["clinical"]
+    assert results["clinical"]["baseline"]["n"] == 32
