@@ -10,6 +10,7 @@ import os
 import re
 
 import numpy as np
+import tensorflow as tf
 
 from nodulelearn.datasets import load_spec, sample_factors
 from nodulelearn.sensitivity import comparison, figures, report
@@ -21,11 +22,41 @@ from nodulelearn.sensitivity.prediction import BatchedRenderer, Predictor
 from nodulelearn.sensitivity.saliency import saliency
 
 
-def _renderer(spec, fn, batch_size):
-    return BatchedRenderer(
-        image_size=spec.image_size, pixel_spacing_mm=spec.pixel_spacing_mm, fn=fn,
-        batch_size=batch_size,
-    )
+class _Renderers:
+    """Render-and-apply functions of one model (and encoder), one per image geometry.
+
+    Each holds a traced ``tf.function``; reusing them across the distributions of a probe (all
+    presets share one geometry) traces the model once instead of once per distribution.
+    """
+
+    def __init__(self, model, encoder, outputs: str, batch_size: int):
+        self._model, self._encoder = model, encoder
+        self._outputs, self._batch_size = outputs, batch_size
+        self._cache = {}
+
+    def _get(self, kind: str, spec):
+        key = (kind, spec.image_size, spec.pixel_spacing_mm)
+        if key not in self._cache:
+            geometry = dict(image_size=spec.image_size, pixel_spacing_mm=spec.pixel_spacing_mm,
+                            batch_size=self._batch_size)
+            if kind == "predictor":
+                self._cache[key] = Predictor(self._model, outputs=self._outputs, **geometry)
+            elif kind == "encoder":
+                encoder = self._encoder
+                self._cache[key] = BatchedRenderer(
+                    fn=lambda images: encoder(images, training=False), **geometry)
+            else:
+                self._cache[key] = BatchedRenderer(fn=tf.identity, **geometry)
+        return self._cache[key]
+
+    def predictor(self, spec) -> Predictor:
+        return self._get("predictor", spec)
+
+    def embeddings(self, spec, factors) -> np.ndarray:
+        return self._get("encoder", spec).apply(factors)
+
+    def images(self, spec, factors) -> np.ndarray:
+        return self._get("images", spec).apply(factors)
 
 
 def _saliency_samples(labels: np.ndarray, per_class: int) -> np.ndarray:
@@ -69,11 +100,21 @@ def probe_model(
     Returns:
         The permutation result (as in sensitivity.json) plus ``"table"`` (text) and ``"files"``.
     """
-    spec = load_spec(spec) if isinstance(spec, (str, os.PathLike)) else spec
+    renderers = _Renderers(model, encoder, outputs, batch_size)
+    return _probe_spec(
+        model, load_spec(spec), out_dir, renderers, n=n, repeats=repeats, seed=seed,
+        outputs=outputs, encoder=encoder, batch_size=batch_size, bootstrap=bootstrap,
+        partial_dependence_n=partial_dependence_n, saliency_per_class=saliency_per_class,
+        label=label,
+    )
+
+
+def _probe_spec(model, spec, out_dir, renderers, *, n, repeats, seed, outputs, encoder,
+                batch_size, bootstrap, partial_dependence_n, saliency_per_class, label) -> dict:
+    """``probe_model`` with the render-and-apply functions given (see ``_Renderers``)."""
     check_input_shape(model, spec.image_size)
     factors = sample_factors(spec, n, seed)
-    predictor = Predictor(model, image_size=spec.image_size, pixel_spacing_mm=spec.pixel_spacing_mm,
-                          outputs=outputs, batch_size=batch_size)
+    predictor = renderers.predictor(spec)
     result = permutation_sensitivity(
         model, spec, n=n, repeats=repeats, seed=seed, outputs=outputs, batch_size=batch_size,
         bootstrap=bootstrap, factors=factors, predictor=predictor,
@@ -97,8 +138,7 @@ def probe_model(
         ))
     if encoder is not None:
         check_input_shape(encoder, spec.image_size)
-        embeddings = _renderer(spec, lambda images: encoder(images, training=False),
-                               batch_size).apply(factors)
+        embeddings = renderers.embeddings(spec, factors)
         files.append(report.write_json(
             os.path.join(out_dir, report.DECODABILITY_JSON),
             {"distribution": spec.name, "embedding_dim": int(np.prod(embeddings.shape[1:])),
@@ -106,7 +146,7 @@ def probe_model(
         ))
     chosen = factors.subset(_saliency_samples(factors.labels, saliency_per_class))
     if len(chosen):
-        images = _renderer(spec, lambda images: images, batch_size).apply(chosen)
+        images = renderers.images(spec, chosen)
         maps = saliency(model, images, chosen.labels, predictor.predict(chosen), outputs=outputs)
         result["saliency_message"] = maps["gradcam_message"]
         files.append(report.save_figure(
@@ -136,8 +176,23 @@ def spec_at_image_size(spec, image_size: int | None):
     )
 
 
-def probe_dists(model, dists, out_dir: str, *, image_size: int | None = None,
-                **options) -> dict[str, dict]:
+def probe_dists(
+    model,
+    dists,
+    out_dir: str,
+    *,
+    n: int,
+    repeats: int,
+    seed: int,
+    outputs: str = "probability",
+    encoder=None,
+    batch_size: int = 256,
+    bootstrap: int = 200,
+    partial_dependence_n: int = 256,
+    saliency_per_class: int = 3,
+    label: str | None = None,
+    image_size: int | None = None,
+) -> dict[str, dict]:
     """``probe_model`` on each of ``dists``: into ``out_dir`` for one, ``out_dir/<name>/`` else.
 
     Args:
@@ -146,7 +201,7 @@ def probe_dists(model, dists, out_dir: str, *, image_size: int | None = None,
         out_dir: output directory.
         image_size: render every distribution at this size (see ``spec_at_image_size``);
             default: each distribution's own size.
-        **options: passed to ``probe_model`` (n, repeats, seed, encoder, label, ...).
+        Other arguments: see ``probe_model``.
 
     Returns:
         Distribution name -> the result of ``probe_model``.
@@ -157,11 +212,17 @@ def probe_dists(model, dists, out_dir: str, *, image_size: int | None = None,
     names = [spec.name for spec in specs]
     if len(set(names)) != len(names):
         raise ValueError(f"Expected test distributions with distinct names. Received: {names}")
+    renderers = _Renderers(model, encoder, outputs, batch_size)
     results = {}
     for spec in specs:
         target = out_dir if len(specs) == 1 else os.path.join(out_dir, _dir_name(spec.name))
-        logging.info("probing %s on %s -> %s", options.get("label"), spec.name, target)
-        results[spec.name] = probe_model(model, spec, target, **options)
+        logging.info("probing %s on %s -> %s", label, spec.name, target)
+        results[spec.name] = _probe_spec(
+            model, spec, target, renderers, n=n, repeats=repeats, seed=seed, outputs=outputs,
+            encoder=encoder, batch_size=batch_size, bootstrap=bootstrap,
+            partial_dependence_n=partial_dependence_n, saliency_per_class=saliency_per_class,
+            label=label,
+        )
     return results
 
 
