@@ -5,12 +5,15 @@ Measures, in one run:
 - images/s of the real training loop (``fit_phase``: the epoch stream with its gather and view
   augmentation in tf.data, Keras ``fit``, the run's callbacks and per-epoch backups) against a
   bare ``train_on_batch`` loop of the same model on in-memory arrays (goal: ratio >= 0.9);
+- the same ratio with the view augmentation off, which separates the augmentation's CPU work
+  (real work, absent from the bare loop) from the loop's own overhead;
 - the model's training FLOP/s (FLOPs counted analytically from the layers: 2 * MACs forward,
   x3 for forward + both backward products) against this machine's dense float32 matmul FLOP/s
   (goal: >= 40%);
-- the renderer's throughput (a one-time cost per run: the training set is rendered once).
+- the renderer's throughput on its first call, XLA compilation included (a one-time cost per
+  run: the training set is rendered once).
 
-Usage: python bench/bench_training.py [--width 16] [--batch_size 128] [--steps 24] [--epochs 3]
+Usage: python bench/bench_training.py [--width 16] [--batch_size 128] [--steps 64] [--epochs 4]
 """
 
 import argparse
@@ -24,6 +27,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
 import keras  # noqa: E402
+import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from nodulelearn import losses, models  # noqa: E402
@@ -77,8 +81,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--width", type=int, default=16)
     parser.add_argument("--batch_size", type=int, default=128)
-    parser.add_argument("--steps", type=int, default=24, help="batches per epoch")
-    parser.add_argument("--epochs", type=int, default=3, help="the first one is warm-up")
+    parser.add_argument("--steps", type=int, default=64, help="batches per epoch (as bin/train)")
+    parser.add_argument("--epochs", type=int, default=4, help="the first one is warm-up")
     parser.add_argument("--train_dist", default="clinical")
     args = parser.parse_args()
     keras.utils.set_random_seed(0)
@@ -96,21 +100,6 @@ def main() -> None:
         encoder = models.build_encoder(config.model, config.image_size, **config.model_params)
         return trainable([encoder, models.linear_head(encoder.output_shape[-1])], "bench")
 
-    # Real loop: fit_phase with its stream, augmentation, callbacks and backups.
-    timer = EpochTimer()
-    with tempfile.TemporaryDirectory() as tmp:
-        ctx = RunContext(
-            config=config, loss=losses.get("ce"), consumes="logits",
-            strategy=tf.distribute.get_strategy(), run=RunDirectory(tmp),
-            train_images=images, train_labels=labels, val_images=images[:0],
-            val_labels=labels[:0], data_seed=1, augment=build_augment(config.augment),
-            callbacks=[timer], verbose=0)
-        model = build()
-        fit_phase(ctx, "train", model, ctx.loss, images, labels, epochs=args.epochs,
-                  augment=ctx.augment)
-    fit_seconds = sum(timer.times[1:])
-    fit_ips = (args.epochs - 1) * n / fit_seconds
-
     # Bare loop: same model, loss and optimizer, in-memory arrays, train_on_batch.
     bare = build()
     bare.compile(optimizer=keras.optimizers.Adam(1e-3), loss=losses.get("ce"))
@@ -120,29 +109,66 @@ def main() -> None:
                for i in range(0, n, args.batch_size)]
     for xb, yb in batches[:2]:
         bare.train_on_batch(xb, yb)
-    start = time.perf_counter()
-    for _ in range(args.epochs - 1):
-        for xb, yb in batches:
-            bare.train_on_batch(xb, yb)
-    bare_ips = (args.epochs - 1) * n / (time.perf_counter() - start)
+    machine = []
+
+    class BareEpoch(keras.callbacks.Callback):
+        """After each real epoch, one bare epoch and one matmul measurement: interleaving the
+        three gives them the same share of whatever else runs on the machine."""
+
+        def __init__(self):
+            super().__init__()
+            self.times = []
+
+        def on_epoch_end(self, epoch, logs=None):
+            start = time.perf_counter()
+            for xb, yb in batches:
+                bare.train_on_batch(xb, yb)
+            self.times.append(time.perf_counter() - start)
+            machine.append(matmul_flops())
+
+    def real_loop(augment):
+        """fit_phase with its stream, callbacks and backups; per-epoch (real, bare) seconds."""
+        timer, bare_timer = EpochTimer(), BareEpoch()
+        with tempfile.TemporaryDirectory() as tmp:
+            ctx = RunContext(
+                config=config, loss=losses.get("ce"), consumes="logits",
+                strategy=tf.distribute.get_strategy(), run=RunDirectory(tmp),
+                train_images=images, train_labels=labels, val_images=images[:0],
+                val_labels=labels[:0], data_seed=1, augment=augment,
+                callbacks=[timer, bare_timer], verbose=0)
+            fit_phase(ctx, "train", build(), ctx.loss, images, labels, epochs=args.epochs,
+                      augment=augment)
+        # Epoch 0 traces the functions.
+        return np.array(timer.times[1:]), np.array(bare_timer.times[1:])
+
+    fit_times, bare_times = real_loop(build_augment(config.augment))
+    plain_times, plain_bare_times = real_loop(None)
+    fit_ips = n / np.median(fit_times)
+    bare_ips = n / np.median(bare_times)
+    machine_flops = float(np.median(machine[1:]))
 
     flops_per_image = forward_flops(bare)
-    machine = matmul_flops()
     train_flops = 3 * flops_per_image * fit_ips
     print(json.dumps({
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
                     "tf": tf.__version__, "keras": keras.__version__},
         "config": {"model": config.model, "width": args.width, "image_size": config.image_size,
                    "batch_size": args.batch_size, "steps_per_epoch": args.steps,
-                   "timed_epochs": args.epochs - 1, "augment": list(config.augment)},
-        "render_images_per_s": n / render_seconds,
+                   "timed_epochs": args.epochs - 1, "augment": list(config.augment),
+                   "statistic": "median over the timed epochs, interleaved"},
+        "render_images_per_s_first_call": n / render_seconds,
         "fit_images_per_s": fit_ips,
         "bare_train_on_batch_images_per_s": bare_ips,
         "fit_over_bare": fit_ips / bare_ips,
+        "fit_over_bare_per_epoch": (bare_times / fit_times).round(3).tolist(),
+        "without_augmentation": {
+            "fit_images_per_s": n / np.median(plain_times),
+            "fit_over_bare": float(np.median(plain_bare_times) / np.median(plain_times)),
+        },
         "forward_flops_per_image": flops_per_image,
         "train_flops_per_s": train_flops,
-        "matmul_flops_per_s": machine,
-        "train_flops_over_matmul": train_flops / machine,
+        "matmul_flops_per_s": machine_flops,
+        "train_flops_over_matmul": train_flops / machine_flops,
     }, indent=2))
 
 

