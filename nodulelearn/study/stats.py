@@ -14,6 +14,7 @@ import math
 from collections.abc import Sequence
 
 Z95 = 1.959964
+_TOUCH = 1e-9
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,7 +39,9 @@ class Estimate:
 
         False when either interval is unknown (``nan``): see ``has_interval``.
         """
-        return self.lo <= other.hi and other.lo <= self.hi
+        # The tolerance keeps touching intervals (0.999 + 0.001 vs 1.000) from parting on
+        # floating-point rounding.
+        return self.lo <= other.hi + _TOUCH and other.lo <= self.hi + _TOUCH
 
     @property
     def has_interval(self) -> bool:

@@ -14,6 +14,8 @@ def test_several_seeds_use_mean_and_sd():
     assert est.text() == "0.900 ± 0.100"
     assert est.overlaps(estimate([0.95, 1.05]))
     assert not est.overlaps(estimate([0.5, 0.6]))
+    # touching intervals overlap despite rounding: 0.999 ± 0.001 reaches 1.0
+    assert estimate([0.998, 0.999, 1.0]).overlaps(estimate([1.0, 1.0, 1.0]))
 
 
 def test_one_seed_uses_the_test_sampling_interval():
