@@ -37,6 +37,7 @@ def test_runs_every_run_and_aggregates(study, tmp_path, fake_stages):
     assert not agg.missing and len(agg.records) == 4
     for name in OUTPUTS:
         assert (out / name).is_file(), name
+        assert (out / name).stat().st_mode & 0o044 == 0o044, "readable by group and others"
     results = _rows(out / "results.csv")
     assert len(results) == 4 * 2
     assert list(results[0])[:8] == [
