@@ -117,15 +117,15 @@ class _PermutationAnalysis:
 
 
 def _train_stage(study, run, directory, overwrite, train_fn) -> dict[str, Any]:
-    """Trains the run unless its training directory is complete; returns its metrics.json."""
+    """Trains the run; returns its metrics.json.
+
+    ``train`` itself returns at once when its directory holds this complete run, resumes an
+    interrupted one, and refuses a directory holding a run of another config: so a training
+    directory left by an older version of the study is never silently reused.
+    """
     train_dir = directory / "train"
-    metrics_path = train_dir / "metrics.json"
-    fields = train_config_fields(study, run)
-    if overwrite or not (metrics_path.is_file() and (train_dir / "model.keras").is_file()):
-        train_fn(fields, train_dir, overwrite)
-    else:
-        log.info("%s: training already complete, reusing %s", run.id, train_dir)
-    return json.loads(metrics_path.read_text())
+    train_fn(train_config_fields(study, run), train_dir, overwrite)
+    return json.loads((train_dir / "metrics.json").read_text())
 
 
 def _sensitivity_stage(study, run, directory, sensitivity_fn) -> dict[str, dict]:

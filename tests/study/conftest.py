@@ -74,10 +74,14 @@ class FakeStages:
     """Deterministic stand-ins for train() and permutation_sensitivity(), counting their calls."""
 
     def __init__(self):
-        self.train_calls: list[str] = []
+        self.train_calls: list[str] = []  # runs trained
+        self.reused: list[str] = []  # complete training directories returned as they are
         self.sensitivity_calls: list[tuple[str, str]] = []
 
     def train(self, fields, train_dir: Path, overwrite: bool) -> dict:
+        if (train_dir / "metrics.json").is_file() and not overwrite:  # like train(): complete
+            self.reused.append(str(train_dir))
+            return json.loads((train_dir / "metrics.json").read_text())
         self.train_calls.append(str(train_dir))
         train_dir.mkdir(parents=True, exist_ok=True)
         metrics = {}

@@ -83,7 +83,8 @@ def test_resume_redoes_only_what_is_missing(study, tmp_path, fake_stages):
     again = fake_stages()
     outcomes = _run(study, out, again)
     assert [o.run_id for o in outcomes if o.status == "ran"] == ["ce__tiny__s1"]
-    assert again.train_calls == []  # its training had finished
+    assert again.train_calls == []  # its training had finished: reused, not redone
+    assert again.reused == [str(run_dir / "train")]
     assert [ref.endswith("tiny_ood.toml") for _, ref in again.sensitivity_calls] == [True]
     assert (run_dir / "record.json").is_file()
 
