@@ -43,7 +43,7 @@ def compact_cnn(
     Blocks are separated by 2x2 max pooling; a global average pool makes the embedding. The first
     convolution has stride ``stem_stride``: on a CPU a full-resolution first block costs twice
     the rest of the network together, and a 64-pixel patch keeps its nodule detail at stride 2
-    (measured in docs/performance_training.md).
+    (measured in docs/performance.md).
 
     Args:
         image_size: side of the square single-channel input images.

@@ -17,7 +17,7 @@ from nodulelearn.training.augment import DEFAULT_AUGMENT, build_augment
 STRATEGIES = ("default", "mirrored", "multi_worker")
 
 #: Defaults per protocol, chosen so that each run finishes within 5 minutes on a 2-core CPU
-#: (measured in docs/performance_training.md).
+#: (measured in docs/performance.md).
 PROTOCOL_DEFAULTS: dict[str, dict[str, Any]] = {
     "end_to_end": dict(n_train=8192, n_val=512, n_test=2000, epochs=15, probe_epochs=0,
                        batch_size=128, learning_rate=2e-3),
