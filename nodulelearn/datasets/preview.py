@@ -21,6 +21,7 @@ matplotlib.use("Agg")  # headless: no display needed, safe under tests and on cl
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from nodulelearn.atomic_files import write_bytes_atomic  # noqa: E402
 from nodulelearn.datasets.modes import MODE_NAMES, MODES  # noqa: E402
 from nodulelearn.datasets.render import render, render_factors  # noqa: E402
 from nodulelearn.datasets.sampling import sample_factors  # noqa: E402
@@ -178,7 +179,5 @@ def write_preview(
         fig.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight")
     finally:
         plt.close(fig)
-    temporary = out.with_name(f".{out.name}.tmp-{os.getpid()}")
-    temporary.write_bytes(buffer.getvalue())
-    os.replace(temporary, out)
+    write_bytes_atomic(out, buffer.getvalue())
     return out

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
+from nodulelearn.atomic_files import write_text_atomic
 from nodulelearn.datasets.modes import MODE_NAMES, MODES
 from nodulelearn.datasets.pipeline import make_dataset
 from nodulelearn.datasets.spec import DistributionSpec, load_spec, spec_from_dict
@@ -107,7 +108,7 @@ def write_tfrecords(
         "image_size": spec.image_size, "shards": shard_info, "schema": schema(spec.image_size),
     }
     json_path = out / DESCRIPTION_FILE
-    _atomic_write_text(json_path, json.dumps(description, indent=2) + "\n")
+    write_text_atomic(json_path, json.dumps(description, indent=2) + "\n")
     logging.info("Wrote %d samples of %r to %d shard(s) in %s", n, spec.name, shards, out)
     return paths + [str(json_path)]
 
@@ -157,12 +158,6 @@ def _example(image: np.ndarray, label, factors, i: int) -> tf.train.Example:
             feature[f"mode/{name}"] = tf.train.Feature(float_list=tf.train.FloatList(
                 value=[value]))
     return tf.train.Example(features=tf.train.Features(feature=feature))
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def read_tfrecords(

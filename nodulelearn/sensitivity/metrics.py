@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from nodulelearn.roc_auc import roc_auc as auc
+
 THRESHOLD = 0.5  # a prediction is "malignant" when P(malignant) >= THRESHOLD
 
 
@@ -29,32 +31,6 @@ def accuracy(labels: np.ndarray, probs: np.ndarray) -> np.ndarray | float:
         A float for 1-D input, else an array ``[r]``.
     """
     return np.mean(predicted_labels(probs) == np.asarray(labels), axis=-1)
-
-
-def auc(labels: np.ndarray, probs: np.ndarray) -> np.ndarray | float:
-    """Area under the ROC curve: P(score of a malignant > score of a benign), ties count 1/2.
-
-    Args:
-        labels: int ``[n]`` or ``[r, n]`` (per-row labels, e.g. bootstrap resamples).
-        probs: float ``[n]`` or ``[r, n]``.
-
-    Returns:
-        A float (1-D input) or an array ``[r]``; NaN where a row lacks one of the classes.
-    """
-    probs = np.asarray(probs, dtype=np.float64)
-    squeeze = probs.ndim == 1
-    probs = np.atleast_2d(probs)
-    labels = np.broadcast_to(np.asarray(labels), probs.shape)
-    out = np.full(probs.shape[0], np.nan)
-    for row, (y, p) in enumerate(zip(labels, probs, strict=True)):
-        pos, neg = p[y == 1], np.sort(p[y == 0])
-        if pos.size == 0 or neg.size == 0:
-            continue
-        below = np.searchsorted(neg, pos, side="left")
-        below_or_tied = np.searchsorted(neg, pos, side="right")
-        wins = below.sum() + 0.5 * (below_or_tied - below).sum()
-        out[row] = wins / (pos.size * neg.size)
-    return float(out[0]) if squeeze else out
 
 
 def baseline_metrics(labels: np.ndarray, probs: np.ndarray) -> dict:

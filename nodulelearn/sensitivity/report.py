@@ -6,16 +6,10 @@ Every file is written to a temporary name in its destination directory and renam
 
 from __future__ import annotations
 
-import contextlib
-import csv
 import io
-import json
-import math
 import os
-import tempfile
 
-import numpy as np
-
+from nodulelearn.atomic_files import atomic_path, write_csv_atomic, write_json_atomic
 from nodulelearn.sensitivity.permutation import RECORD_METRICS
 
 SENSITIVITY_JSON = "sensitivity.json"
@@ -28,55 +22,16 @@ SALIENCY_PNG = "saliency.png"
 COMPARISON_CSV = "comparison.csv"
 COMPARISON_PNG = "comparison.png"
 
-_UMASK = os.umask(0)
-os.umask(_UMASK)
-
-
-@contextlib.contextmanager
-def atomic_path(path: str):
-    """Yields a temporary path next to ``path``; renames it to ``path`` if the block succeeds."""
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    suffix = os.path.splitext(path)[1]
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=suffix, dir=directory)
-    os.close(fd)
-    try:
-        yield tmp
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp creates 0600; give the usual permissions
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-
-
-def _json_safe(value):
-    """NaN / inf become ``None`` and numpy scalars plain numbers, so the JSON is standard."""
-    if isinstance(value, dict):
-        return {str(k): _json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
-
 
 def write_json(path: str, data) -> str:
-    """Writes ``data`` as indented standard JSON, atomically; returns ``path``."""
-    with atomic_path(path) as tmp, open(tmp, "w") as f:
-        json.dump(_json_safe(data), f, indent=2, allow_nan=False)
-        f.write("\n")
+    """Writes ``data`` as indented standard JSON (NaN as null), atomically; returns ``path``."""
+    write_json_atomic(path, data)
     return path
 
 
 def write_csv(path: str, rows: list[dict], fieldnames: list[str]) -> str:
     """Writes ``rows`` (dicts) as CSV with the given columns, atomically; returns ``path``."""
-    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=fieldnames, extrasaction="ignore")
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({k: "" if row.get(k) is None else row.get(k) for k in fieldnames})
+    write_csv_atomic(path, rows, fieldnames)
     return path
 
 

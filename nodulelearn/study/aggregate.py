@@ -12,8 +12,8 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from nodulelearn.atomic_files import write_csv_atomic, write_text_atomic
 from nodulelearn.study import records
-from nodulelearn.study.atomic import write_csv_atomic, write_text_atomic
 from nodulelearn.study.figures import ood_accuracy_plot, reliance_heatmap
 from nodulelearn.study.plan import plan_runs
 from nodulelearn.study.runner import STUDY_FILE, run_dir, run_fingerprint

@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from nodulelearn.study.atomic import write_bytes_atomic
+from nodulelearn.atomic_files import write_bytes_atomic
 from nodulelearn.study.spec import StudySpec
 from nodulelearn.study.summary import metric_estimates, reliance_estimates
 

@@ -20,8 +20,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from nodulelearn.atomic_files import to_jsonable, write_json_atomic
 from nodulelearn.study import records
-from nodulelearn.study.atomic import to_jsonable, write_json_atomic
 from nodulelearn.study.plan import Run, plan_runs, shard_runs, train_config_fields
 from nodulelearn.study.spec import StudyError, StudySpec
 

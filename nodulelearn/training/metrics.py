@@ -4,35 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from nodulelearn.roc_auc import roc_auc
+
 METRIC_NAMES = ("accuracy", "sensitivity", "specificity", "balanced_accuracy", "auc", "n")
-
-
-def roc_auc(labels: np.ndarray, scores: np.ndarray) -> float | None:
-    """Area under the ROC curve by the Mann-Whitney U statistic, ties counted as 1/2.
-
-    Args:
-        labels: ``[N]`` 0/1.
-        scores: ``[N]`` higher = more malignant.
-
-    Returns:
-        AUC in [0, 1], or None when one class is absent (the AUC is undefined).
-    """
-    labels = np.asarray(labels).astype(bool)
-    scores = np.asarray(scores, dtype=np.float64)
-    positives, negatives = int(labels.sum()), int((~labels).sum())
-    if positives == 0 or negatives == 0:
-        return None
-    order = np.argsort(scores, kind="mergesort")
-    sorted_scores = scores[order]
-    ranks = np.empty(len(scores), dtype=np.float64)
-    # Average rank (1-based) over each run of tied scores.
-    boundaries = np.flatnonzero(np.diff(sorted_scores)) + 1
-    starts = np.concatenate([[0], boundaries])
-    ends = np.concatenate([boundaries, [len(scores)]])
-    for start, end in zip(starts, ends, strict=True):
-        ranks[order[start:end]] = (start + end + 1) / 2.0
-    u = ranks[labels].sum() - positives * (positives + 1) / 2.0
-    return float(u / (positives * negatives))
 
 
 def binary_metrics(labels: np.ndarray, probabilities: np.ndarray,
@@ -60,11 +34,12 @@ def binary_metrics(labels: np.ndarray, probabilities: np.ndarray,
     specificity = float((~predicted[~positive]).mean()) if (~positive).any() else None
     balanced = (None if sensitivity is None or specificity is None
                 else (sensitivity + specificity) / 2.0)
+    auc = roc_auc(labels, probabilities)
     return {
         "accuracy": float((predicted == positive).mean()) if n else None,
         "sensitivity": sensitivity,
         "specificity": specificity,
         "balanced_accuracy": balanced,
-        "auc": roc_auc(labels, probabilities),
+        "auc": None if np.isnan(auc) else auc,
         "n": n,
     }

@@ -10,12 +10,13 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import keras
+
+from nodulelearn.atomic_files import atomic_path, write_text_atomic
 
 #: config.json keys that may differ between a run and its resumption.
 NOT_PART_OF_IDENTITY = ("out_dir", "overwrite", "strategy")
@@ -25,36 +26,15 @@ class RunDirectoryError(RuntimeError):
     """The run directory holds another run (different config) or something else entirely."""
 
 
-def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    """Writes ``text`` to ``path`` via a temporary file in the same directory and ``os.replace``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def atomic_write_json(path: str | os.PathLike, data: Any) -> None:
-    """``json.dump`` (indented, sorted keys, no NaN) written atomically."""
-    atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True, allow_nan=False) + "\n")
+    """``json.dump`` (indented, sorted keys; NaN raises) written atomically."""
+    write_text_atomic(path, json.dumps(data, indent=2, sort_keys=True, allow_nan=False) + "\n")
 
 
 def atomic_save_model(model: keras.Model, path: str | os.PathLike) -> None:
     """``model.save(path)`` (``.keras`` format) through a temporary file and ``os.replace``."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
-    try:
+    with atomic_path(path) as tmp:
         model.save(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def atomic_export(model: keras.Model, path: str | os.PathLike) -> None:
@@ -131,7 +111,7 @@ class RunDirectory:
         lines = [",".join(columns)]
         lines += [",".join("" if row.get(c) is None else str(row[c]) for c in columns)
                   for row in rows]
-        atomic_write_text(self.file("history.csv"), "\n".join(lines) + "\n")
+        write_text_atomic(self.file("history.csv"), "\n".join(lines) + "\n")
 
 
 def _differences(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:

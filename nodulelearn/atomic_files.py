@@ -1,16 +1,20 @@
-"""Writes that never leave a half-written file: a temporary name in the same directory, then
-``os.replace`` (atomic on POSIX), so an interrupted study never takes a partial file for a result.
+"""Writes that never leave a half-written file, shared by every part of nodulelearn.
+
+Each file is written under a temporary name in its destination directory and renamed into place
+with ``os.replace`` (atomic on POSIX), so an interrupted run, analysis or study never leaves a
+partial file that a later step could take for a result.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
 import math
 import os
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,21 +27,33 @@ def _umask() -> int:
     return mask
 
 
-def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> Path:
-    """Writes ``data`` to ``path`` atomically (creating parent directories); returns the path."""
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[str]:
+    """Yields a temporary path next to ``path``; renames it to ``path`` if the block succeeds.
+
+    The temporary name keeps ``path``'s extension, so writers that check it (``model.save``,
+    ``savefig``) accept it. Parent directories are created; on failure the temporary is removed.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix, dir=path.parent)
+    os.close(fd)
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; results are for everyone to read
+        yield tmp
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; results are for everyone to read
         os.replace(tmp, path)
-    except BaseException:
+    finally:
         if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
+            os.remove(tmp)
+
+
+def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> Path:
+    """Writes ``data`` to ``path`` atomically (flushed to disk first); returns the path."""
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    return Path(path)
 
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
@@ -66,9 +82,10 @@ def to_jsonable(value: Any) -> Any:
     return value
 
 
-def write_json_atomic(path: str | os.PathLike, data: Any) -> Path:
+def write_json_atomic(path: str | os.PathLike, data: Any, *, sort_keys: bool = False) -> Path:
     """Writes ``data`` (made JSON-able with ``to_jsonable``) as indented JSON, atomically."""
-    return write_text_atomic(path, json.dumps(to_jsonable(data), indent=2, sort_keys=False) + "\n")
+    text = json.dumps(to_jsonable(data), indent=2, sort_keys=sort_keys, allow_nan=False)
+    return write_text_atomic(path, text + "\n")
 
 
 def write_csv_atomic(
@@ -76,7 +93,8 @@ def write_csv_atomic(
 ) -> Path:
     """Writes ``rows`` as CSV with header ``columns`` (missing values empty), atomically."""
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(columns), lineterminator="\n")
+    writer = csv.DictWriter(buffer, fieldnames=list(columns), lineterminator="\n",
+                            extrasaction="ignore")
     writer.writeheader()
     for row in rows:
         writer.writerow({c: "" if row.get(c) is None else row.get(c) for c in columns})

@@ -1,0 +1,34 @@
+"""The one AUC of nodulelearn, shared by training's evaluation and the sensitivity analysis."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def roc_auc(labels: np.ndarray, scores: np.ndarray) -> np.ndarray | float:
+    """Area under the ROC curve: P(score of a malignant > score of a benign), ties count 1/2.
+
+    The rank-based (Mann-Whitney) estimate, vectorised over rows so that bootstrap resamples
+    are scored in one call.
+
+    Args:
+        labels: 0/1 ``[n]``, or ``[r, n]`` (per-row labels, e.g. bootstrap resamples).
+        scores: float ``[n]`` or ``[r, n]``; higher means more malignant.
+
+    Returns:
+        A float (1-D input) or an array ``[r]``; NaN where a row lacks one of the classes.
+    """
+    scores = np.asarray(scores, dtype=np.float64)
+    squeeze = scores.ndim == 1
+    scores = np.atleast_2d(scores)
+    labels = np.broadcast_to(np.asarray(labels), scores.shape)
+    out = np.full(scores.shape[0], np.nan)
+    for row, (y, s) in enumerate(zip(labels, scores, strict=True)):
+        pos, neg = s[y == 1], np.sort(s[y == 0])
+        if pos.size == 0 or neg.size == 0:
+            continue
+        below = np.searchsorted(neg, pos, side="left")
+        below_or_tied = np.searchsorted(neg, pos, side="right")
+        wins = below.sum() + 0.5 * (below_or_tied - below).sum()
+        out[row] = wins / (pos.size * neg.size)
+    return float(out[0]) if squeeze else out
