@@ -78,24 +78,12 @@ def bench_render(spec, batch_size: int, repeats: int = 20) -> dict:
 
 
 def _classifier(image_size: int):
-    """The default encoder with a linear head; a plain 4-block CNN of width 16 as a fallback."""
-    import keras
+    """The default encoder (``compact_cnn``, width 16) with a linear head."""
+    from nodulelearn import models
 
-    try:
-        from nodulelearn import models
-
-        encoder = models.build_encoder("compact_cnn", image_size, width=16)
-        model = models.classifier(encoder, models.linear_head(encoder.output_shape[-1]))
-        return model, "nodulelearn.models compact_cnn (width 16) + linear head"
-    except ImportError:
-        inputs = keras.Input((image_size, image_size, 1))
-        x = inputs
-        for block in range(4):
-            x = keras.layers.Conv2D(16 * 2**block, 3, padding="same", activation="relu")(x)
-            x = keras.layers.MaxPooling2D()(x) if block < 3 else x
-        x = keras.layers.GlobalAveragePooling2D()(x)
-        outputs = keras.layers.Dense(1, activation="sigmoid")(x)
-        return keras.Model(inputs, outputs), "plain 4-block CNN, width 16"
+    encoder = models.build_encoder("compact_cnn", image_size, width=16)
+    model = models.classifier(encoder, models.linear_head(encoder.output_shape[-1]))
+    return model, "nodulelearn.models compact_cnn (width 16) + linear head"
 
 
 def bench_training(spec, batch_size: int, steps: int, warmup_steps: int = 3) -> dict:

@@ -28,7 +28,7 @@ import tensorflow as tf
 from nodulelearn.datasets import lung_background, nodule_shape, random_fields
 from nodulelearn.datasets.modes import MODE_NAMES
 
-# A wide lung window: [-1250, +450] HU. Parenchyma sits at about 0.24, ground glass at 0.38,
+# A wide lung window: [-1250, +450] HU. Parenchyma sits at about 0.24, ground glass at 0.37,
 # soft tissue (0 HU) at 0.74, the densest solid nodule (+150 HU) at 0.82; only calcification
 # (+1000 HU) reaches the white point, so it is always the brightest thing in the patch.
 WINDOW_LEVEL_HU = -400.0

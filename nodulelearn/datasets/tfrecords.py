@@ -78,6 +78,8 @@ def write_tfrecords(
         FileExistsError: ``out_dir`` exists, is not empty and ``overwrite`` is false.
     """
     spec = load_spec(spec)
+    if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 0:
+        raise ValueError(f"Invalid value for argument `n`. Expected an integer >= 0. Received: n={n!r}")
     if isinstance(shards, bool) or not isinstance(shards, numbers.Integral) or not (
             1 <= shards <= max(n, 1)):
         raise ValueError(f"Invalid value for argument `shards`. Expected an integer in "
@@ -208,7 +210,6 @@ def _locate(path: Path) -> tuple[list[str], int, list[int | None]]:
                 [int(s["count"]) for s in shards])
     if not path.is_file():
         raise FileNotFoundError(f"No TFRecord file or export directory at {str(path)!r}.")
-    _verify_file(str(path), None)
     first = next(iter(tf.data.TFRecordDataset([str(path)]).take(1)), None)
     if first is None:
         raise ValueError(f"The TFRecord file {str(path)!r} holds no records.")

@@ -143,7 +143,7 @@ def test_tf_twin_is_bit_exact_eagerly_and_in_dataset_map(name):
 
 
 def test_clinical_bayes_optimal_accuracy_is_at_least_99_percent():
-    """The label is recoverable from clinical's factors, so a good model can reach >= 97%.
+    """The label is recoverable from clinical's factors, so a good model can reach >= 99%.
 
     Given the label, each mode independently shows its own class's look with probability
     p = (1 + a) / 2: the Bayes-optimal rule sums the log-likelihood ratios of the looks seen.

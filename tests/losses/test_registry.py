@@ -94,15 +94,6 @@ def test_invalid_values_use_keras_wording(name, arg, value, expected):
     assert str(error.value) == message
 
 
-def test_exact_wording_of_the_issue():
-    with pytest.raises(ValueError) as error:
-        losses.get("supcon", temperature=-1)
-    assert str(error.value) == (
-        "Invalid value for argument `temperature`. Expected a positive float. "
-        "Received: temperature=-1"
-    )
-
-
 class _Dummy(keras.losses.Loss):
     def __init__(self, scale=1.0, **kwargs):
         super().__init__(**kwargs)
@@ -164,7 +155,7 @@ def test_import_loss_module_registers_its_losses(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("path", ["no_such_module_xyz", "losses.py", ""])
 def test_import_loss_module_reports_what_failed(path):
-    with pytest.raises(ImportError, match="loss"):
+    with pytest.raises(ImportError, match="Expected a dotted module path|Could not import the loss module"):
         losses.import_loss_module(path)
 
 
