@@ -6,6 +6,7 @@ import keras
 from keras import ops
 
 from nodulelearn.losses import base
+from nodulelearn.losses.distances import masked_logsumexp
 from nodulelearn.losses.registry import register
 
 CONTRAST_MODES = ("all", "one")
@@ -57,15 +58,9 @@ def supcon_loss(
     not_self = ops.logical_not(ops.eye(n_anchors, ops.shape(contrast)[0], dtype="bool"))
     positive = ops.logical_and(ops.equal(labels[:n_anchors, None], labels[None, :]), not_self)
 
-    # log Σ_{c≠a} exp(s_ac), shifted by the non-self row maximum; masked before exp.
-    row_min = ops.min(logits, axis=1, keepdims=True)
-    row_max = ops.stop_gradient(
-        ops.max(ops.where(not_self, logits, row_min), axis=1, keepdims=True)
-    )
-    exp_terms = ops.where(not_self, ops.exp(ops.where(not_self, logits - row_max, 0.0)), 0.0)
-    denominator = ops.sum(exp_terms, axis=1, keepdims=True)
-    # Only a contrast set of one vector leaves the sum empty; its anchor has no positive.
-    log_denominator = ops.log(ops.where(denominator > 0, denominator, 1.0)) + row_max
+    # log Σ_{c≠a} exp(s_ac). Only a contrast set of one vector leaves the sum empty; its
+    # anchor has no positive, so the (finite) value of the empty sum is never used.
+    log_denominator = masked_logsumexp(logits, not_self)[0][:, None]
 
     positive_f = ops.cast(positive, logits.dtype)
     n_positive = ops.sum(positive_f, axis=1)

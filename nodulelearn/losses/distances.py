@@ -25,8 +25,7 @@ def pairwise_distances(embeddings, metric: str = "L2"):
         [B, B] distances, dtype of ``embeddings``.
     """
     if metric == "angular":
-        sq_norm = ops.sum(ops.square(embeddings), axis=1, keepdims=True)
-        unit = embeddings * ops.rsqrt(ops.maximum(sq_norm, 1e-12))
+        unit = unit_vectors(embeddings)
         return ops.maximum(1.0 - ops.matmul(unit, ops.transpose(unit)), 0.0)
     if metric not in ("L2", "squared-L2"):
         raise ValueError(
@@ -62,6 +61,32 @@ def explicit_pairwise_l2(embeddings):
     squared = ops.sum(ops.square(diff), axis=-1)
     positive = squared > 0
     return ops.where(positive, ops.sqrt(ops.where(positive, squared, 1.0)), 0.0)
+
+
+def unit_vectors(embeddings):
+    """``x / sqrt(max(‖x‖², 1e-12))`` row-wise: L2-normalised embeddings, [B, D]."""
+    sq_norm = ops.sum(ops.square(embeddings), axis=1, keepdims=True)
+    return embeddings * ops.rsqrt(ops.maximum(sq_norm, 1e-12))
+
+
+def masked_logsumexp(logits, mask):
+    """``log Σ_{j: mask_ij} exp(logits_ij)`` per row, finite for any input scale.
+
+    Shifted by the row maximum over the mask, with masked-out terms removed *before* ``exp``
+    (multiplying after ``exp`` turns an overflow into NaN, as in the references).
+
+    Args:
+        logits: [B, N]; mask: [B, N] bool.
+
+    Returns:
+        ``(lse [B], nonempty [B] bool)``; ``lse`` is finite (and meaningless) on an empty row.
+    """
+    row_min = ops.min(logits, axis=1, keepdims=True)
+    row_max = ops.stop_gradient(ops.max(ops.where(mask, logits, row_min), axis=1, keepdims=True))
+    terms = ops.where(mask, ops.exp(ops.where(mask, logits - row_max, 0.0)), 0.0)
+    total = ops.sum(terms, axis=1)
+    nonempty = total > 0
+    return ops.log(ops.where(nonempty, total, 1.0)) + row_max[:, 0], nonempty
 
 
 def masked_maximum(data, mask):

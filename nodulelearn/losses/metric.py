@@ -10,7 +10,12 @@ import keras
 from keras import ops
 
 from nodulelearn.losses import base
-from nodulelearn.losses.distances import explicit_pairwise_l2, label_masks, pairwise_distances
+from nodulelearn.losses.distances import (
+    explicit_pairwise_l2,
+    label_masks,
+    masked_logsumexp,
+    pairwise_distances,
+)
 from nodulelearn.losses.registry import register
 
 
@@ -73,14 +78,7 @@ def lifted_struct_loss(labels, embeddings, margin: float = 1.0):
     distances = pairwise_distances(embeddings, "L2")
     positive, negative = label_masks(labels)
     logits = margin - distances
-    row_min = ops.min(logits, axis=1, keepdims=True)
-    row_max = ops.stop_gradient(
-        ops.max(ops.where(negative, logits, row_min), axis=1, keepdims=True)
-    )
-    exp_terms = ops.where(negative, ops.exp(ops.where(negative, logits - row_max, 0.0)), 0.0)
-    total = ops.sum(exp_terms, axis=1)
-    has_negative = total > 0
-    row_lse = ops.log(ops.where(has_negative, total, 1.0)) + row_max[:, 0]
+    row_lse, has_negative = masked_logsumexp(logits, negative)
     pair_lse = ops.logaddexp(row_lse[:, None], row_lse[None, :])
     valid = ops.logical_and(positive, has_negative[:, None])  # i, j share their negatives
     hinge = ops.where(valid, ops.maximum(distances + pair_lse, 0.0), 0.0)

@@ -6,17 +6,14 @@ import keras
 from keras import ops
 
 from nodulelearn.losses import base
-from nodulelearn.losses.distances import label_masks
+from nodulelearn.losses.distances import label_masks, masked_logsumexp, unit_vectors
 from nodulelearn.losses.registry import register
 
 
 def _log_one_plus_sum_exp(logits, mask):
-    """``log(1 + Σ_{mask} exp(logits))`` per row, stable, with masked terms removed before exp."""
-    shift = ops.stop_gradient(
-        ops.maximum(ops.max(ops.where(mask, logits, 0.0), axis=1, keepdims=True), 0.0)
-    )
-    terms = ops.where(mask, ops.exp(ops.where(mask, logits - shift, 0.0)), 0.0)
-    return ops.log(ops.exp(-shift[:, 0]) + ops.sum(terms, axis=1)) + shift[:, 0]
+    """``log(1 + Σ_{mask} exp(logits))`` per row: 0 where the mask is empty."""
+    lse, nonempty = masked_logsumexp(logits, mask)
+    return ops.where(nonempty, ops.logaddexp(ops.zeros_like(lse), lse), 0.0)
 
 
 def multi_similarity_loss(
@@ -49,8 +46,7 @@ def multi_similarity_loss(
     Returns:
         [B] per-anchor loss; the loss is its mean.
     """
-    sq_norm = ops.sum(ops.square(embeddings), axis=1, keepdims=True)
-    unit = embeddings * ops.rsqrt(ops.maximum(sq_norm, 1e-12))
+    unit = unit_vectors(embeddings)
     similarity = ops.matmul(unit, ops.transpose(unit))
     positive, negative = label_masks(labels)
     fixed = ops.stop_gradient(similarity)
