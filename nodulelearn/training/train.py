@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -67,18 +66,24 @@ def train(
     strategy = make_strategy(config.strategy)  # First: multi-worker needs it before other ops.
     config = resolve_config(config)
     set_determinism(config.seed, config.deterministic)
-    _, _, is_chief = worker_info(strategy)
+    index, _, is_chief = worker_info(strategy)
     record = {**config.to_dict(), "out_dir": str(run_dir), "overwrite": overwrite}
     run = RunDirectory(run_dir)
     if is_chief:
         run.prepare(record, overwrite=overwrite)
-        if run.status()["state"] == "complete":
-            log.info("%s already holds this complete run; returning its metrics.", run.path)
-            return run.read_json("metrics.json")
+    if run.status()["state"] == "complete" and not overwrite:
+        # Every worker sees it (shared filesystem), so none waits for a training that never starts.
+        log.info("%s already holds this complete run; returning its metrics.", run.path)
+        return run.read_json("metrics.json") if is_chief else {}
+    if is_chief:
         run.set_status("running")
         work = run
-    else:  # Other workers train in lockstep but keep their files in a scratch folder.
-        work = RunDirectory(tempfile.mkdtemp(prefix="nodulelearn-worker-"))
+    else:
+        # Other workers train in lockstep and keep their own backups beside the run directory,
+        # in a fixed place, so that a restarted run resumes every worker from the same epoch.
+        work = RunDirectory(run.path.parent / f".{run.path.name}.worker{index}")
+        if overwrite:
+            shutil.rmtree(work.path, ignore_errors=True)
 
     try:
         metrics = _train_and_export(config, strategy, run, work, is_chief, callbacks, verbose)
@@ -86,9 +91,8 @@ def train(
         if is_chief:
             run.set_status("failed", reason=str(error))
         raise
-    finally:
-        if not is_chief:
-            shutil.rmtree(work.path, ignore_errors=True)
+    if not is_chief:
+        shutil.rmtree(work.path, ignore_errors=True)
     return metrics
 
 

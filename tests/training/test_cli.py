@@ -112,9 +112,8 @@ def _free_ports(n):
     return ports
 
 
-def test_multi_worker_run_on_two_local_workers(tmp_path):
+def _run_two_workers(out):
     workers = [f"127.0.0.1:{port}" for port in _free_ports(2)]
-    out = tmp_path / "mw"
     procs = []
     for index in range(2):
         tf_config = {"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}
@@ -130,6 +129,17 @@ def test_multi_worker_run_on_two_local_workers(tmp_path):
             p.kill()
     for p, (_, err) in zip(procs, results, strict=True):
         assert p.returncode == 0, err[-3000:]
+    return results
+
+
+def test_multi_worker_run_on_two_local_workers(tmp_path):
+    out = tmp_path / "mw"
+    results = _run_two_workers(out)
     assert "clinical" in results[0][0]  # the chief prints the summary
     assert json.loads((out / "metrics.json").read_text())["clinical"]["n"] == 64
     assert json.loads((out / "config.json").read_text())["strategy"] == "multi_worker"
+    assert not (tmp_path / ".mw.worker1").exists()  # the other worker's backups are gone
+    # Relaunching the finished run returns at once on every worker (none waits for the other).
+    mtime = (out / "model.keras").stat().st_mtime_ns
+    _run_two_workers(out)
+    assert (out / "model.keras").stat().st_mtime_ns == mtime
