@@ -132,15 +132,21 @@ def _sensitivity_stage(study, run, directory, sensitivity_fn) -> dict[str, dict]
     """The permutation analysis on each analysed test distribution, one file per distribution."""
     tests = run.tests if study.sensitivity.on == "all" else run.tests[:1]
     results = {}
+    settings = {
+        "n": study.sensitivity.n,
+        "repeats": study.sensitivity.repeats,
+        "seed": run.seed + SENSITIVITY_SEED_OFFSET,
+    }
     for test in tests:
         path = directory / "sensitivity" / f"{test.label}.json"
-        if not path.is_file():
+        # A result left by an interrupted run is reused only if made with today's settings.
+        if not path.is_file() or any(
+            json.loads(path.read_text()).get(k) != v for k, v in settings.items()
+        ):
             result = sensitivity_fn(
                 directory / "train",
                 test.ref,
-                n=study.sensitivity.n,
-                repeats=study.sensitivity.repeats,
-                seed=run.seed + SENSITIVITY_SEED_OFFSET,
+                **settings,
                 batch_size=study.sensitivity.batch_size,
             )
             write_json_atomic(path, result)
@@ -234,9 +240,10 @@ def run_study(
         One ``RunOutcome`` per run of the shard, in run order. A run that raises is logged and
         reported as ``"failed"``; the others still run (``KeyboardInterrupt`` stops the study).
     """
-    write_study_file(out_dir, study)
     runs: Sequence[Run] = shard_runs(plan_runs(study), *shard)
     pending = {r.id for r in runs if overwrite or not is_finished(out_dir, study, r)}
+    # Only now: a study refused for clashing with finished runs leaves study.json as it was.
+    write_study_file(out_dir, study)
     log.info(
         "Study %r, shard %d/%d: %d run(s), %d already finished, %d to run; output in %s",
         study.name, shard[0], shard[1], len(runs), len(runs) - len(pending), len(pending), out_dir,

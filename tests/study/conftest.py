@@ -107,7 +107,8 @@ class FakeStages:
                 "reliance": share, "reliance_ci_low": share - 0.02,
                 "reliance_ci_high": share + 0.02,
             })  # fmt: skip
-        return {"baseline": {"accuracy": 0.9, "auc": 0.95}, "modes": modes, "n": n, "seed": seed}
+        return {"baseline": {"accuracy": 0.9, "auc": 0.95}, "modes": modes, "n": n, "repeats": repeats,
+                "seed": seed}
 
 
 @pytest.fixture

@@ -2,6 +2,7 @@
 sensitivity analysis (the real ones run in test_end_to_end.py)."""
 
 import csv
+import json
 import logging
 
 import pytest
@@ -89,6 +90,19 @@ def test_resume_redoes_only_what_is_missing(study, tmp_path, fake_stages):
     assert (run_dir / "record.json").is_file()
 
 
+def test_a_sensitivity_result_of_other_settings_is_recomputed(study, tmp_path, fake_stages):
+    out = tmp_path / "out"
+    _run(study, out, fake_stages())
+    run_dir = out / "runs" / "ce__tiny__s1"
+    (run_dir / "record.json").unlink()  # interrupted, then relaunched with other settings
+    stale = run_dir / "sensitivity" / "tiny_ood.json"
+    stale.write_text(json.dumps({**json.loads(stale.read_text()), "n": 1}))
+    again = fake_stages()
+    _run(study, out, again)
+    assert [ref.endswith("tiny_ood.toml") for _, ref in again.sensitivity_calls] == [True]
+    assert json.loads(stale.read_text())["n"] == study.sensitivity.n
+
+
 def test_shards_merge_to_the_unsharded_study(study, tmp_path, fake_stages):
     whole, parts = tmp_path / "whole", tmp_path / "parts"
     _run(study, whole, fake_stages())
@@ -111,6 +125,7 @@ def test_changed_settings_are_not_mixed(study, tmp_path, fake_stages, tiny_study
     changed = load_study(str(tiny_study_files(tmp_path / "spec2", budget="epochs = 9")))
     with pytest.raises(StudyError, match="other settings.*--overwrite"):
         _run(changed, out, fake_stages())
+    assert read_study_file(out).to_dict() == study.to_dict()  # the refusal changed nothing
     agg = aggregate_study(changed, out)
     assert len(agg.stale) == 4 and agg.records == []
     stages = fake_stages()
