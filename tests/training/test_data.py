@@ -20,7 +20,9 @@ def _batches(ds):
 
 
 def test_split_seeds_are_stable_and_distinct():
-    assert split_seed(0, "train") == split_seed(0, "train")
+    # Pinned: the value must not change between processes or versions, or every earlier run's
+    # data (and so its published results) would no longer be reproducible.
+    assert split_seed(0, "train") == 1504829041
     assert len({split_seed(s, k) for s in range(3) for k in ("train", "val", "test")}) == 9
 
 

@@ -5,6 +5,7 @@ import pytest
 
 from nodulelearn import models
 from nodulelearn.registry import UnknownNameError
+from nodulelearn.training import TrainConfig
 
 
 @pytest.mark.parametrize("name", models.names())
@@ -24,6 +25,7 @@ def test_width_and_depth_set_the_embedding_size():
 
 def test_compact_cnn_is_the_default_and_both_models_are_registered():
     assert {"compact_cnn", "small_resnet"} <= set(models.names())
+    assert TrainConfig().model == "compact_cnn"
 
 
 def test_unknown_model_lists_valid_names():
