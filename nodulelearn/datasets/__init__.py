@@ -14,13 +14,15 @@ from nodulelearn.datasets.spec import (
     SpecError,
     load_spec,
     preset_names,
+    spec_at_image_size,
     spec_from_dict,
 )
 from nodulelearn.datasets.tfrecords import read_tfrecords, write_tfrecords
 
 __all__ = [
     "MODES", "MODE_NAMES", "Mode", "get_mode",
-    "DistributionSpec", "ModeSpec", "SpecError", "load_spec", "preset_names", "spec_from_dict",
+    "DistributionSpec", "ModeSpec", "SpecError", "load_spec", "preset_names",
+    "spec_at_image_size", "spec_from_dict",
     "Factors", "sample_factors",
     "render", "render_factors",
     "make_dataset",

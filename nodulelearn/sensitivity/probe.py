@@ -4,7 +4,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
 import re
@@ -12,7 +11,7 @@ import re
 import numpy as np
 import tensorflow as tf
 
-from nodulelearn.datasets import load_spec, sample_factors
+from nodulelearn.datasets import load_spec, sample_factors, spec_at_image_size
 from nodulelearn.sensitivity import comparison, figures, report
 from nodulelearn.sensitivity.decodability import decodability
 from nodulelearn.sensitivity.model_loading import ModelLoadError, check_input_shape, load_run
@@ -162,20 +161,6 @@ def _dir_name(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", name) or "distribution"
 
 
-def spec_at_image_size(spec, image_size: int | None):
-    """``spec`` rendered at ``image_size`` pixels, pixel spacing scaled to keep the field of view.
-
-    A ``bin/train`` run records its ``image_size`` (e.g. 32 for ``--smoke``) and evaluates its
-    test distributions at that size; the analysis of the run does the same.
-    """
-    if image_size is None or int(image_size) == spec.image_size:
-        return spec
-    return dataclasses.replace(
-        spec, image_size=int(image_size),
-        pixel_spacing_mm=spec.pixel_spacing_mm * spec.image_size / int(image_size),
-    )
-
-
 def probe_dists(
     model,
     dists,
@@ -206,7 +191,7 @@ def probe_dists(
     Returns:
         Distribution name -> the result of ``probe_model``.
     """
-    specs = [spec_at_image_size(load_spec(d), image_size) for d in dists]
+    specs = [spec_at_image_size(d, image_size) for d in dists]
     if not specs:
         raise ValueError("Expected at least one test distribution. Received none.")
     names = [spec.name for spec in specs]

@@ -100,9 +100,9 @@ class _PermutationAnalysis:
     def __call__(
         self, train_dir: Path, dist_ref: str, *, n: int, repeats: int, seed: int, batch_size: int
     ) -> dict:
+        from nodulelearn.datasets import spec_at_image_size
         from nodulelearn.sensitivity import permutation_sensitivity
         from nodulelearn.sensitivity.model_loading import load_keras_model
-        from nodulelearn.training import spec_at_size
 
         path = Path(train_dir) / "model.keras"
         if path not in self._models:
@@ -110,7 +110,7 @@ class _PermutationAnalysis:
         model = self._models[path]
         # Rendered at the model's size, like training's own evaluation (a budget may set
         # image_size, e.g. 32 pixels for smoke studies).
-        spec = spec_at_size(dist_ref, model.input_shape[1])
+        spec = spec_at_image_size(dist_ref, model.input_shape[1])
         return permutation_sensitivity(
             model, spec, n=n, repeats=repeats, seed=seed, batch_size=batch_size
         )

@@ -7,7 +7,7 @@
 from nodulelearn.training.augment import AUGMENTATIONS, DEFAULT_AUGMENT, build_augment
 from nodulelearn.training.callbacks import TrainingDivergedError
 from nodulelearn.training.config import STRATEGIES, TrainConfig, parse_params, resolve_config
-from nodulelearn.training.evaluate import evaluate_model, evaluate_on, spec_at_size, summary_table
+from nodulelearn.training.evaluate import evaluate_model, evaluate_on, summary_table
 from nodulelearn.training.metrics import binary_metrics, roc_auc
 from nodulelearn.training.protocols import PROTOCOLS
 from nodulelearn.training.run_dir import RunDirectory, RunDirectoryError
@@ -17,5 +17,5 @@ __all__ = [
     "AUGMENTATIONS", "DEFAULT_AUGMENT", "PROTOCOLS", "STRATEGIES", "RunDirectory",
     "RunDirectoryError", "TrainConfig", "TrainingDivergedError", "binary_metrics",
     "build_augment", "evaluate_model", "evaluate_on", "load_run", "parse_params",
-    "resolve_config", "roc_auc", "spec_at_size", "summary_table", "train",
+    "resolve_config", "roc_auc", "summary_table", "train",
 ]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Sequence
 from typing import Any
 
@@ -10,23 +9,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from nodulelearn.datasets import spec_at_image_size
 from nodulelearn.training.metrics import binary_metrics
-
-
-def spec_at_size(name_or_spec, image_size: int | None = None):
-    """``load_spec(name_or_spec)``, rendered at ``image_size`` pixels when given.
-
-    The pixel spacing is scaled so the field of view (in mm) stays the spec's: a smoke run at
-    32 pixels sees the same patch at a coarser resolution.
-    """
-    from nodulelearn.datasets import load_spec
-
-    spec = load_spec(name_or_spec)
-    if image_size is not None and image_size != spec.image_size:
-        spec = dataclasses.replace(
-            spec, image_size=int(image_size),
-            pixel_spacing_mm=spec.pixel_spacing_mm * spec.image_size / int(image_size))
-    return spec
 
 
 def predict_probabilities(model: keras.Model, spec, n: int, seed: int,
@@ -62,7 +46,7 @@ def evaluate_model(model: keras.Model, spec, n: int, seed: int,
         ``{"accuracy", "sensitivity", "specificity", "balanced_accuracy", "auc", "n"}``.
     """
     if not hasattr(spec, "image_size"):
-        spec = spec_at_size(spec, model.input_shape[1])
+        spec = spec_at_image_size(spec, model.input_shape[1])
     labels, probabilities = predict_probabilities(model, spec, n, seed, batch_size)
     return binary_metrics(labels, probabilities)
 
@@ -71,7 +55,7 @@ def evaluate_on(model: keras.Model, dists: Sequence[str], n: int, seed: int,
                 batch_size: int = 256) -> dict[str, dict[str, Any]]:
     """``{dist name: evaluate_model(...)}`` for every distribution, at the model's image size."""
     return {
-        dist: evaluate_model(model, spec_at_size(dist, model.input_shape[1]), n, seed, batch_size)
+        dist: evaluate_model(model, spec_at_image_size(dist, model.input_shape[1]), n, seed, batch_size)
         for dist in dists
     }
 

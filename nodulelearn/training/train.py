@@ -12,12 +12,13 @@ from typing import Any
 import keras
 import tensorflow as tf
 
+from nodulelearn.datasets import spec_at_image_size
 from nodulelearn.training.augment import build_augment
 from nodulelearn.training.callbacks import TrainingDivergedError
 from nodulelearn.training.config import TrainConfig, resolve_config
 from nodulelearn.training.data import render_split, split_seed
 from nodulelearn.training.distribute import make_strategy, worker_info
-from nodulelearn.training.evaluate import evaluate_on, spec_at_size
+from nodulelearn.training.evaluate import evaluate_on
 from nodulelearn.training.fitting import RunContext
 from nodulelearn.training.protocols import PROTOCOLS
 from nodulelearn.training.run_dir import (
@@ -100,7 +101,7 @@ def _train_and_export(config, strategy, run, work, is_chief, callbacks, verbose)
     from nodulelearn import losses
 
     info = losses.info(config.loss)
-    train_spec = spec_at_size(config.train_dist, config.image_size)
+    train_spec = spec_at_image_size(config.train_dist, config.image_size)
     class_balanced = info.protocol == "pretrain_probe"
     train_images, train_labels = render_split(
         train_spec, config.n_train, split_seed(config.seed, "train"), class_balanced=class_balanced)
