@@ -99,3 +99,15 @@ def write_csv_atomic(
     for row in rows:
         writer.writerow({c: "" if row.get(c) is None else row.get(c) for c in columns})
     return write_text_atomic(path, buffer.getvalue())
+
+
+def save_figure_atomic(path: str | os.PathLike, figure, *, dpi: int = 120) -> Path:
+    """Saves a matplotlib ``figure`` as PNG (tight bounding box) atomically, then closes it."""
+    import matplotlib.pyplot as plt
+
+    buffer = io.BytesIO()
+    try:
+        figure.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight")
+    finally:
+        plt.close(figure)
+    return write_bytes_atomic(path, buffer.getvalue())

@@ -14,6 +14,7 @@ import dataclasses
 
 import numpy as np
 
+from nodulelearn.binary_metrics import roc_auc
 from nodulelearn.sensitivity import metrics
 
 EFFECTS = ("delta_accuracy", "delta_auc", "flip_rate", "mean_abs_delta_p")
@@ -68,9 +69,9 @@ class EffectEstimator:
         self._labels_b = self.labels[plan.indices]
         self._base_b = self.base_probs[plan.indices]
         self._base_acc = metrics.accuracy(self.labels, self.base_probs)
-        self._base_auc = metrics.auc(self.labels, self.base_probs)
+        self._base_auc = roc_auc(self.labels, self.base_probs)
         self._base_acc_b = metrics.accuracy(self._labels_b, self._base_b)
-        self._base_auc_b = metrics.auc(self._labels_b, self._base_b)
+        self._base_auc_b = roc_auc(self._labels_b, self._base_b)
 
     def _effects(self, labels, base, perm, base_acc, base_auc) -> dict[str, np.ndarray]:
         """Effects per row of ``perm`` (``[r, n]``) against ``base`` (``[n]`` or ``[r, n]``)."""
@@ -78,7 +79,7 @@ class EffectEstimator:
         return {
             # Positive deltas mean the model got worse when the mode was scrambled.
             "delta_accuracy": base_acc - metrics.accuracy(labels, perm),
-            "delta_auc": base_auc - metrics.auc(labels, perm),
+            "delta_auc": base_auc - roc_auc(labels, perm),
             "flip_rate": flips.mean(axis=-1),
             "mean_abs_delta_p": np.abs(perm - base).mean(axis=-1),
         }

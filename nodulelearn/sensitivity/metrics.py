@@ -1,16 +1,15 @@
-"""Binary-classification metrics on P(malignant), in numpy, vectorised over rows.
+"""Thresholded predictions and the baseline metrics of the sensitivity analysis.
 
-Every function accepts probabilities of shape ``[n]`` or ``[r, n]`` (``r`` rows scored against the
-same labels, e.g. bootstrap resamples) and returns a float or an array ``[r]``. AUC is the
-rank-based (Mann-Whitney) estimate with ties counted as one half, the same everywhere in the
-analysis, so that baseline and permuted AUCs are comparable.
+``accuracy`` is vectorised over rows (``[r, n]``, e.g. bootstrap resamples), like
+``nodulelearn.binary_metrics.roc_auc``, the one AUC used everywhere in the analysis so that
+baseline and permuted AUCs are comparable.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from nodulelearn.roc_auc import roc_auc as auc
+from nodulelearn.binary_metrics import binary_metrics
 
 THRESHOLD = 0.5  # a prediction is "malignant" when P(malignant) >= THRESHOLD
 
@@ -44,18 +43,8 @@ def baseline_metrics(labels: np.ndarray, probs: np.ndarray) -> dict:
         A JSON-able dict; sensitivity / specificity are ``None`` when a class is absent.
     """
     labels = np.asarray(labels)
-    pred = predicted_labels(probs)
-    pos, neg = labels == 1, labels == 0
-    sens = float(np.mean(pred[pos] == 1)) if pos.any() else None
-    spec = float(np.mean(pred[neg] == 0)) if neg.any() else None
-    auc_value = auc(labels, probs)
     return {
-        "n": int(labels.size),
-        "accuracy": float(accuracy(labels, probs)),
-        "auc": None if np.isnan(auc_value) else float(auc_value),
-        "sensitivity": sens,
-        "specificity": spec,
-        "balanced_accuracy": None if sens is None or spec is None else (sens + spec) / 2,
+        **binary_metrics(labels, probs, threshold=THRESHOLD),
         "mean_p": float(np.mean(probs)),
         "malignant_fraction": float(np.mean(labels == 1)),
     }

@@ -9,7 +9,7 @@ from __future__ import annotations
 import io
 import os
 
-from nodulelearn.atomic_files import atomic_path, write_csv_atomic, write_json_atomic
+from nodulelearn.atomic_files import save_figure_atomic, write_csv_atomic, write_json_atomic
 from nodulelearn.sensitivity.permutation import RECORD_METRICS
 
 SENSITIVITY_JSON = "sensitivity.json"
@@ -37,13 +37,7 @@ def write_csv(path: str, rows: list[dict], fieldnames: list[str]) -> str:
 
 def save_figure(path: str, figure) -> str:
     """Saves a matplotlib figure as PNG, atomically, and closes it; returns ``path``."""
-    import matplotlib.pyplot as plt
-
-    try:
-        with atomic_path(path) as tmp:
-            figure.savefig(tmp, format="png", dpi=120, bbox_inches="tight")
-    finally:
-        plt.close(figure)
+    save_figure_atomic(path, figure)
     return path
 
 

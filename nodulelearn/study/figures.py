@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import io
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from nodulelearn.atomic_files import write_bytes_atomic
+from nodulelearn.atomic_files import save_figure_atomic
 from nodulelearn.study.spec import StudySpec
 from nodulelearn.study.summary import metric_estimates, reliance_estimates
 
@@ -20,13 +19,6 @@ def _pyplot():
     import matplotlib.pyplot as plt
 
     return plt
-
-
-def _save(fig, path: str | Path) -> Path:
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=120, bbox_inches="tight")
-    _pyplot().close(fig)
-    return write_bytes_atomic(path, buffer.getvalue())
 
 
 def _id_test(rows: Sequence[Mapping[str, Any]], train: str) -> str | None:
@@ -74,7 +66,7 @@ def reliance_heatmap(
         ax.set_yticks(range(len(losses)), [] if same else losses)
         ax.set_title(f"trained on {train}\n(tested on {test})", fontsize=9)
     fig.colorbar(image, ax=axes[0].tolist(), label="reliance (share of mean |ΔP|)", shrink=0.9)
-    return _save(fig, path)
+    return save_figure_atomic(path, fig)
 
 
 def ood_accuracy_plot(
@@ -128,4 +120,4 @@ def ood_accuracy_plot(
     axes[0][0].set_ylabel(
         "accuracy (bars: 95% test-set interval)" if one_seed else "accuracy (mean ± sd over seeds)"
     )
-    return _save(fig, path)
+    return save_figure_atomic(path, fig)

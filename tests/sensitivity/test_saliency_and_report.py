@@ -6,6 +6,7 @@ import keras
 import numpy as np
 import pytest
 
+from nodulelearn.atomic_files import atomic_path
 from nodulelearn.sensitivity import report
 from nodulelearn.sensitivity.saliency import SaliencyUnavailable, gradcam_model, saliency
 
@@ -78,7 +79,7 @@ def test_writes_are_atomic_and_json_is_standard(tmp_path):
     assert sorted(os.listdir(tmp_path)) == ["sensitivity.csv", "sensitivity.json"]
     assert '"auc": null' in open(paths[0]).read()  # NaN written as null, not NaN
     with pytest.raises(RuntimeError):
-        with report.atomic_path(str(tmp_path / "broken.json")) as tmp:
+        with atomic_path(str(tmp_path / "broken.json")) as tmp:
             open(tmp, "w").write("{half")
             raise RuntimeError("interrupted")
     assert sorted(os.listdir(tmp_path)) == ["sensitivity.csv", "sensitivity.json"]
