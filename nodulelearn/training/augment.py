@@ -52,7 +52,7 @@ def random_rot90(images: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
 
     A rotation by ``k`` quarter turns is written as an optional transpose followed by optional
     flips (k=1: transpose, flip rows; k=2: flip both; k=3: transpose, flip columns): three
-    selects, about 4x cheaper than computing all four rotations and gathering.
+    selects, cheaper than computing all four rotations and gathering.
     """
     k = tf.random.stateless_uniform([_batch_size(images)], seed, minval=0, maxval=4, dtype=tf.int32)
     images = _per_image(k % 2 == 1, tf.transpose(images, [0, 2, 1, 3]), images)
@@ -96,8 +96,8 @@ def random_noise(images: tf.Tensor, seed: tf.Tensor, sigma: float = 0.01) -> tf.
     """Adds i.i.d. zero-mean noise of standard deviation ``sigma`` (intensity units, [0, 1]).
 
     The noise is uniform, ``sigma * sqrt(12) * (u - 1/2)``: at this small amplitude its shape
-    does not matter, and it is 2.4x cheaper to draw than Gaussian noise, which made this op the
-    slowest of the pipeline (bench/bench_training.py).
+    does not matter, and it is cheaper to draw than Gaussian noise, which made this op the
+    slowest of the pipeline.
     """
     u = tf.random.stateless_uniform(tf.shape(images), seed)
     return tf.clip_by_value(images + sigma * 12.0**0.5 * (u - 0.5), 0.0, 1.0)
