@@ -57,7 +57,11 @@ def main():
                               args.batch_size)
     images = BatchedRenderer(image_size=spec.image_size, pixel_spacing_mm=spec.pixel_spacing_mm,
                              fn=lambda x: x, batch_size=args.batch_size).apply(factors)
-    predict = tf.function(lambda x: model(x, training=False))
+    # An open batch dimension, as the analysis' Predictor has: the last, smaller batch must not
+    # retrace inside the timed loop.
+    size = spec.image_size
+    predict = tf.function(lambda x: model(x, training=False),
+                          input_signature=[tf.TensorSpec([None, size, size, 1], tf.float32)])
     predict(images[: args.batch_size])
     start = time.perf_counter()
     for i in range(0, len(images), args.batch_size):
