@@ -125,8 +125,7 @@ def permutation_sensitivity(
     """
     if repeats < 1 or n < 2:
         raise ValueError(f"Expected n >= 2 and repeats >= 1. Received: n={n}, repeats={repeats}")
-    if isinstance(spec, str):
-        spec = load_spec(spec)
+    spec = load_spec(spec)  # a preset name, a TOML path (str or Path) or a spec
     modes = tuple(MODE_NAMES if modes is None else modes)
     for mode in modes:
         get_mode(mode)  # raises, listing the valid modes

@@ -130,7 +130,9 @@ def parse_augment(entry: str) -> tuple[str, dict[str, float]]:
             raise ValueError(f"Invalid augmentation parameter {item!r} in {entry!r}. "
                              "Expected key=value.")
         try:
-            parsed[key.strip()] = float(value) if "." in value or "e" in value else int(value)
+            number = float(value)  # accepts 3, 0.5, 1e-3 and 1E-3 alike
+            parsed[key.strip()] = int(number) if number.is_integer() and value.strip().isdigit() \
+                else number
         except ValueError:
             raise ValueError(f"Invalid value for augmentation parameter {key!r} in {entry!r}. "
                              f"Expected a number. Received: {value!r}") from None

@@ -5,7 +5,12 @@ import pytest
 import tensorflow as tf
 
 from nodulelearn.registry import UnknownNameError
-from nodulelearn.training.augment import AUGMENTATIONS, DEFAULT_AUGMENT, build_augment
+from nodulelearn.training.augment import (
+    AUGMENTATIONS,
+    DEFAULT_AUGMENT,
+    build_augment,
+    parse_augment,
+)
 
 
 def _images(batch=6, size=16):
@@ -61,3 +66,12 @@ def test_pipeline_is_configurable_and_validated():
 
 def test_resized_crop_exists_but_is_not_a_default():
     assert "resized_crop" in AUGMENTATIONS and "resized_crop" not in DEFAULT_AUGMENT
+
+
+def test_pipeline_entries_parse_numbers_in_every_spelling():
+    assert parse_augment("translate:max_pixels=3") == ("translate", {"max_pixels": 3})
+    assert isinstance(parse_augment("translate:max_pixels=3")[1]["max_pixels"], int)
+    assert parse_augment("noise:sigma=1E-3") == ("noise", {"sigma": 0.001})
+    assert parse_augment("noise:sigma=0.02") == ("noise", {"sigma": 0.02})
+    with pytest.raises(ValueError, match="Expected a number. Received: 'abc'"):
+        parse_augment("noise:sigma=abc")
