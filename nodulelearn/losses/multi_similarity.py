@@ -50,11 +50,16 @@ def multi_similarity_loss(
     similarity = ops.matmul(unit, ops.transpose(unit))
     positive, negative = label_masks(labels)
     fixed = ops.stop_gradient(similarity)
-    # Cosine similarities lie in [-1, 1]: ±2 stand for "no such pair".
+    # An anchor needs both a positive and a negative to keep any pair. The fill values only
+    # keep min/max defined on empty rows; they never decide a pair (with ε > 1 they would).
+    has_both = ops.logical_and(ops.any(positive, axis=1, keepdims=True),
+                               ops.any(negative, axis=1, keepdims=True))
     hardest_positive = ops.min(ops.where(positive, fixed, 2.0), axis=1, keepdims=True)
     hardest_negative = ops.max(ops.where(negative, fixed, -2.0), axis=1, keepdims=True)
-    keep_negative = ops.logical_and(negative, fixed + epsilon > hardest_positive)
-    keep_positive = ops.logical_and(positive, fixed - epsilon < hardest_negative)
+    keep_negative = ops.logical_and(
+        ops.logical_and(negative, has_both), fixed + epsilon > hardest_positive)
+    keep_positive = ops.logical_and(
+        ops.logical_and(positive, has_both), fixed - epsilon < hardest_negative)
     positive_term = _log_one_plus_sum_exp(-alpha * (similarity - threshold), keep_positive)
     negative_term = _log_one_plus_sum_exp(beta * (similarity - threshold), keep_negative)
     return positive_term / alpha + negative_term / beta

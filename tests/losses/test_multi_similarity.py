@@ -56,3 +56,33 @@ def test_matches_numpy_formula(seed, hparams):
 def test_invalid_threshold():
     with pytest.raises(ValueError, match=r"Expected a float in \[-1, 1\]. Received: threshold=2"):
         losses.get("multi_similarity", threshold=2)
+
+
+def test_anchors_without_a_positive_or_a_negative_keep_no_pair_even_for_a_large_epsilon():
+    # With ε > 1 every pair passes the mining test S ± ε vs the hardest pair, so only the
+    # "anchor has both a positive and a negative" rule keeps the third anchor out of the loss.
+    x = np.array([[1.0, 0.0], [0.0, 1.0], [0.8, 0.6]])
+    labels = np.array([0, 0, 1])
+    expected = multi_similarity_np(labels, x, epsilon=1.5)
+    # Independent check of the reference itself: anchors 0 and 1 each keep their positive
+    # (S = 0) and the negative; anchor 2 has no positive and contributes 0.
+    s = x / np.linalg.norm(x, axis=1, keepdims=True) @ (x / np.linalg.norm(x, axis=1,
+                                                                           keepdims=True)).T
+    by_hand = np.mean([
+        np.log1p(np.exp(-2.0 * (s[0, 1] - 0.5))) / 2.0 + np.log1p(np.exp(50.0 * (s[0, 2] - 0.5))) / 50.0,
+        np.log1p(np.exp(-2.0 * (s[1, 0] - 0.5))) / 2.0 + np.log1p(np.exp(50.0 * (s[1, 2] - 0.5))) / 50.0,
+        0.0,
+    ])
+    np.testing.assert_allclose(expected, by_hand, rtol=1e-12)
+    np.testing.assert_allclose(expected, 0.57113, atol=5e-6)
+    value = losses.get("multi_similarity", dtype="float64", epsilon=1.5)(labels, tf.constant(x))
+    np.testing.assert_allclose(value.numpy(), expected, rtol=1e-10)
+
+
+@pytest.mark.parametrize("epsilon", [0.1, 1.5, 3.0])
+def test_one_class_batches_give_zero(epsilon):
+    x = np.random.default_rng(0).standard_normal((6, 4))
+    labels = np.zeros(6, dtype=np.int64)
+    assert multi_similarity_np(labels, x, epsilon=epsilon) == 0.0
+    value = losses.get("multi_similarity", dtype="float64", epsilon=epsilon)(labels, tf.constant(x))
+    assert value.numpy() == 0.0
