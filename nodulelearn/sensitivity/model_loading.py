@@ -1,92 +1,28 @@
-"""Loading classifiers (and encoders) from untrusted files and ``bin/train`` run directories.
+"""Loading ``bin/train`` run directories for the analysis.
 
-Model files come from other people. Keras' safe mode refuses to deserialise Python code (a
-``Lambda`` layer's function), so it is on unless the caller explicitly opts out.
+Model files, their checks and the JSON reader live in ``nodulelearn.model_io`` (shared with
+``bin/evaluate``); they are re-exported here for the analysis' callers.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 
 import keras
 
+from nodulelearn.model_io import (
+    ModelLoadError,
+    check_input_shape,
+    load_keras_model,
+    read_json,
+)
+
+__all__ = ["ModelLoadError", "TrainedRun", "check_input_shape", "load_keras_model", "load_run"]
+
 RUN_CONFIG = "config.json"
 RUN_MODEL = "model.keras"
 RUN_ENCODER = "encoder.keras"
-
-
-class ModelLoadError(ValueError):
-    """A model file or run directory could not be used; the message says why and what to do."""
-
-
-def load_keras_model(path: str, *, unsafe_deserialization: bool = False) -> keras.Model:
-    """Loads a ``.keras`` model, with Keras' safe mode on unless ``unsafe_deserialization``.
-
-    Args:
-        path: a ``.keras`` file.
-        unsafe_deserialization: allow the file to run arbitrary Python code when loaded (e.g. a
-            ``Lambda`` layer). Only for files from a source you trust.
-
-    Returns:
-        The model, not compiled (the analysis needs no loss or optimizer).
-
-    Raises:
-        ModelLoadError: missing file, wrong extension, code refused by safe mode, or any other
-            deserialisation failure (with Keras' reason).
-    """
-    path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise ModelLoadError(f"Model file not found: expected a .keras file at {path!r}.")
-    if not path.endswith(".keras"):
-        raise ModelLoadError(
-            f"Expected a Keras 3 model file ending in .keras. Received: {path!r}."
-        )
-    try:
-        return keras.saving.load_model(
-            path, compile=False, safe_mode=not unsafe_deserialization
-        )
-    except Exception as err:  # Keras raises ValueError, TypeError, ... with varied messages.
-        message = str(err)
-        if not unsafe_deserialization and (
-            "safe_mode" in message or "unsafe_deserialization" in message
-        ):
-            raise ModelLoadError(
-                f"Refusing to load {path!r}: it contains Python code (e.g. a Lambda layer) that "
-                "would run when the model is deserialised, and model files may come from "
-                "untrusted sources, so Keras' safe mode is on. If you trust the file's author, "
-                "pass --unsafe_deserialization (library: unsafe_deserialization=True). "
-                f"Keras said: {message}"
-            ) from err
-        raise ModelLoadError(f"Could not load the Keras model {path!r}: {message}") from err
-
-
-def check_input_shape(model: keras.Model, image_size: int) -> None:
-    """Checks that ``model`` takes ``[B, image_size, image_size, 1]`` images.
-
-    Raises:
-        ModelLoadError: naming the model's input shape and the distribution's image shape.
-    """
-    expected = (None, image_size, image_size, 1)
-    inputs = getattr(model, "inputs", None)
-    if not inputs:
-        return  # a subclassed model without a declared input: shapes show up when it is called
-    if len(inputs) != 1:
-        raise ModelLoadError(
-            f"Expected a model with one image input of shape {expected}. "
-            f"Received a model with {len(inputs)} inputs."
-        )
-    shape = tuple(inputs[0].shape)
-    compatible = len(shape) == 4 and all(
-        got is None or got == want for got, want in zip(shape[1:], expected[1:], strict=True)
-    )
-    if not compatible:
-        raise ModelLoadError(
-            f"The model's input shape {shape} does not match the distribution's image shape "
-            f"{expected} (image_size={image_size}, one channel). Test on a distribution with "
-            "the image size the model was trained on."
-        )
 
 
 @dataclasses.dataclass
@@ -130,8 +66,7 @@ def load_run(run_dir: str, *, unsafe_deserialization: bool = False) -> TrainedRu
     config = {}
     config_path = os.path.join(run_dir, RUN_CONFIG)
     if os.path.isfile(config_path):
-        with open(config_path) as f:
-            config = json.load(f)
+        config = read_json(config_path, what="run configuration")
     encoder_path = os.path.join(run_dir, RUN_ENCODER)
     encoder = None
     if os.path.isfile(encoder_path):

@@ -16,8 +16,8 @@ import time
 import numpy as np
 
 from nodulelearn.datasets import MODE_NAMES, get_mode, load_spec, sample_factors
+from nodulelearn.model_io import check_model
 from nodulelearn.sensitivity import intervals, metrics
-from nodulelearn.sensitivity.model_loading import check_input_shape
 from nodulelearn.sensitivity.prediction import Predictor
 
 RECORD_METRICS = (*intervals.EFFECTS, "reliance")
@@ -129,7 +129,7 @@ def permutation_sensitivity(
     modes = tuple(MODE_NAMES if modes is None else modes)
     for mode in modes:
         get_mode(mode)  # raises, listing the valid modes
-    check_input_shape(model, spec.image_size)
+    check_model(model, spec.image_size)
     started = time.perf_counter()
     if factors is None:
         factors = sample_factors(spec, n, seed)

@@ -17,28 +17,11 @@ import numpy as np
 import tensorflow as tf
 
 from nodulelearn.datasets import MODE_NAMES, render
+from nodulelearn.model_io import OUTPUTS, ModelOutputError, output_column, to_probabilities
 
-OUTPUTS = ("probability", "logit")
+__all__ = ["OUTPUTS", "BatchedRenderer", "ModelOutputError", "Predictor", "to_probabilities"]
+
 MIN_PADDED_BATCH = 64
-# Probabilities may leave [0, 1] by float round-off only.
-_PROBABILITY_TOLERANCE = 1e-4
-
-
-class ModelOutputError(ValueError):
-    """The model's output is not a single P(malignant) (or logit) per image."""
-
-
-def _as_column(outputs: tf.Tensor) -> tf.Tensor:
-    """``[B, 1]`` or ``[B]`` model output as ``[B]``; anything else is an error."""
-    shape = outputs.shape
-    if shape.rank == 2 and shape[-1] == 1:
-        return outputs[:, 0]
-    if shape.rank == 1:
-        return outputs
-    raise ModelOutputError(
-        "Expected the model to output one P(malignant) (or logit) per image, shape [B, 1] or "
-        f"[B]. Received output shape {tuple(shape)}."
-    )
 
 
 class BatchedRenderer:
@@ -95,49 +78,6 @@ class BatchedRenderer:
         return np.concatenate(outputs, axis=0)
 
 
-def _stable_sigmoid(x: np.ndarray) -> np.ndarray:
-    x = np.asarray(x, dtype=np.float64)
-    out = np.empty_like(x)
-    pos = x >= 0
-    out[pos] = 1.0 / (1.0 + np.exp(-x[pos]))
-    e = np.exp(x[~pos])
-    out[~pos] = e / (1.0 + e)
-    return out
-
-
-def to_probabilities(raw: np.ndarray, outputs: str) -> np.ndarray:
-    """Model outputs ``[n]`` as float64 P(malignant), checked.
-
-    Args:
-        raw: the model's outputs, ``[n]``.
-        outputs: ``"probability"`` (checked to lie in [0, 1]) or ``"logit"`` (sigmoid applied).
-
-    Returns:
-        float64 ``[n]`` in [0, 1].
-
-    Raises:
-        ModelOutputError: non-finite outputs, or probabilities outside [0, 1].
-    """
-    if outputs not in OUTPUTS:
-        raise ValueError(f"Expected outputs to be one of {OUTPUTS}. Received: outputs={outputs!r}")
-    raw = np.asarray(raw, dtype=np.float64)
-    if not np.isfinite(raw).all():
-        raise ModelOutputError(
-            f"The model produced {np.count_nonzero(~np.isfinite(raw))} non-finite outputs "
-            "(NaN or inf); expected finite P(malignant) or logits."
-        )
-    if outputs == "logit":
-        return _stable_sigmoid(raw)
-    low, high = (float(raw.min()), float(raw.max())) if raw.size else (0.0, 1.0)
-    if low < -_PROBABILITY_TOLERANCE or high > 1 + _PROBABILITY_TOLERANCE:
-        raise ModelOutputError(
-            f"Expected P(malignant) in [0, 1] with outputs='probability'; the model's outputs "
-            f"range over [{low:.4g}, {high:.4g}]. If the model outputs logits, pass "
-            "--outputs=logit (library: outputs='logit')."
-        )
-    return np.clip(raw, 0.0, 1.0)
-
-
 class Predictor:
     """P(malignant) of a Keras classifier on rendered factors.
 
@@ -162,7 +102,7 @@ class Predictor:
         self._renderer = BatchedRenderer(
             image_size=image_size,
             pixel_spacing_mm=pixel_spacing_mm,
-            fn=lambda images: _as_column(model(images, training=False)),
+            fn=lambda images: output_column(model(images, training=False)),
             batch_size=batch_size,
         )
 
