@@ -1,26 +1,219 @@
-"""Callbacks of the training loop: divergence stop, resume guard, backup epoch lookup."""
+"""Callbacks of the training loop: crash-safe backups, phase logs, divergence and degeneracy checks.
+
+The backup (``backup/<phase>/latest.weights.h5`` + ``training_metadata.json``, the names of
+``keras.callbacks.BackupAndRestore``) is written under a temporary name, flushed to disk and
+renamed into place, so a kill or a full disk inside the write leaves the previous backup intact.
+The weights file carries its own epoch (an HDF5 attribute), so the rename is the one commit point.
+On resume the file is read through before it is trusted; an unreadable one is reported, set aside
+(renamed ``*.corrupt``, never deleted) and the phase restarts from its first epoch.
+
+Only public Keras API is used here (``save_weights``, ``load_weights``, ``optimizer.build``).
+"""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import math
+import os
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import keras
+import numpy as np
+
+from nodulelearn.atomic_files import write_json_atomic, write_text_atomic
+
+log = logging.getLogger(__name__)
+
+WEIGHTS_FILE = "latest.weights.h5"
+METADATA_FILE = "training_metadata.json"
+#: HDF5 attribute of the weights file holding the number of finished epochs.
+EPOCH_ATTRIBUTE = "nodulelearn_epochs_done"
+#: Prefix of a backup being written (removed on the next start if a kill left it).
+TEMPORARY_PREFIX = ".tmp-"
+#: A trainable weight beyond this magnitude means the optimisation has blown up.
+WEIGHT_LIMIT = 1e6
+
+#: Test hook: ``fn(event, path)`` called at file events (``"backup_written"``: the temporary
+#: weights are complete and about to be renamed to ``path``). Tests raise or ``os._exit`` here.
+fault_hook: Callable[[str, Path], None] | None = None
+
+
+def _event(name: str, path: Path) -> None:
+    if fault_hook is not None:
+        fault_hook(name, path)
 
 
 class TrainingDivergedError(RuntimeError):
-    """The training loss became NaN or infinite."""
+    """The training loss became NaN or infinite, or the weights exploded."""
 
 
-class StopOnNonFiniteLoss(keras.callbacks.Callback):
-    """Stops training, by raising, at the end of the first epoch whose loss is NaN or infinite.
+def _fsync_directory(directory: Path) -> None:
+    with contextlib.suppress(OSError):  # Not every filesystem lets a directory be fsync'ed.
+        fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
-    Unlike ``keras.callbacks.TerminateOnNaN`` it says which epoch and which loss, and it raises
-    before the backup callback runs, so the last backup keeps the last finite weights.
+
+class AtomicBackup(keras.callbacks.Callback):
+    """Backs the model and optimizer up at every epoch end; restores them at the start of ``fit``.
+
+    ``fit`` must be called with ``initial_epoch=start_epoch``, the value of ``backed_up_epoch``
+    (which also validates the file): restoring happens in ``on_train_begin``, once the model and
+    its compiled metrics are built.
 
     Args:
-        loss_name: name of the loss, for the message.
+        backup_dir: the phase's backup folder.
+        start_epoch: epochs already done (0: nothing to restore).
+    """
+
+    def __init__(self, backup_dir: str | Path, start_epoch: int):
+        super().__init__()
+        self.backup_dir = Path(backup_dir)
+        self.start_epoch = start_epoch
+
+    def on_train_begin(self, logs=None):
+        if self.start_epoch == 0:
+            return
+        optimizer = self.model.optimizer
+        if optimizer is not None and not optimizer.built:
+            optimizer.build(self.model.trainable_variables)
+        self.model.load_weights(self.backup_dir / WEIGHTS_FILE)
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.backup_dir.mkdir(parents=True, exist_ok=True)
+        final = self.backup_dir / WEIGHTS_FILE
+        tmp = self.backup_dir / f"{TEMPORARY_PREFIX}{os.getpid()}.weights.h5"
+        try:
+            self.model.save_weights(tmp, overwrite=True)
+            import h5py
+
+            with h5py.File(tmp, "a") as f:
+                f.attrs[EPOCH_ATTRIBUTE] = epoch + 1
+            with open(tmp, "rb+") as f:
+                os.fsync(f.fileno())
+            _event("backup_written", final)
+            os.replace(tmp, final)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(tmp)
+        _fsync_directory(self.backup_dir)
+        # Informative (and BackupAndRestore's layout); the weights file's attribute is the truth.
+        write_json_atomic(self.backup_dir / METADATA_FILE, {"epoch": epoch + 1, "batch": 0})
+
+
+def _read_through(path: Path) -> int | None:
+    """Reads every dataset of the HDF5 file ``path``; returns its epoch attribute (or None)."""
+    import h5py
+
+    with h5py.File(path, "r") as f:
+        def read(_, item):
+            if isinstance(item, h5py.Dataset):
+                item[()]
+        f.visititems(read)
+        epochs = f.attrs.get(EPOCH_ATTRIBUTE)
+    return None if epochs is None else int(epochs)
+
+
+def set_aside(path: Path) -> Path:
+    """Renames ``path`` to ``<path>.corrupt`` (``.corrupt2``, ... if taken); returns the new path."""
+    for i in range(1, 1000):
+        target = path.with_name(f"{path.name}.corrupt{'' if i == 1 else i}")
+        if not target.exists():
+            os.replace(path, target)
+            return target
+    raise FileExistsError(f"Too many set-aside copies of {path}.")
+
+
+def backed_up_epoch(backup_dir: str | Path, *, phase: str = "") -> int:
+    """The number of epochs the phase's backup holds (0 without a usable backup).
+
+    The weights file is read through first. An unreadable one (truncated by a kill inside a
+    non-atomic write, a full disk, a bad copy) is logged as a warning naming it, renamed to
+    ``*.corrupt`` and the phase restarts from its first epoch.
+    """
+    backup_dir = Path(backup_dir)
+    weights = backup_dir / WEIGHTS_FILE
+    metadata = backup_dir / METADATA_FILE
+    if not weights.exists():
+        return 0
+    try:
+        epochs = _read_through(weights)
+        if epochs is None:  # Written by keras.callbacks.BackupAndRestore: trust its metadata.
+            with open(metadata) as f:
+                epochs = int(json.load(f)["epoch"])
+        return epochs
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        kept = set_aside(weights)
+        if metadata.exists():
+            set_aside(metadata)
+        log.warning("The backup %s is unreadable (%s: %s); set aside as %s, the %s phase "
+                    "restarts from epoch 1.", weights, type(error).__name__,
+                    str(error).splitlines()[0] if str(error) else "", kept.name,
+                    phase or backup_dir.name)
+        return 0
+
+
+class PhaseLog(keras.callbacks.Callback):
+    """``logs/history_<phase>.csv``, rewritten atomically at every epoch end.
+
+    Rows of epochs at or after ``start_epoch`` (left by a run killed between logging and backing
+    up, or by a backup set aside) are dropped at the start, so the log always matches the backup.
+    Columns: ``epoch`` (0-based, as ``keras.callbacks.CSVLogger``), then the logs' keys sorted.
+    """
+
+    def __init__(self, path: str | Path, start_epoch: int):
+        super().__init__()
+        self.path = Path(path)
+        self.rows = [r for r in read_csv_rows(self.path) if int(r["epoch"]) < start_epoch]
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.rows.append({"epoch": epoch, **{k: _cell(v) for k, v in (logs or {}).items()}})
+        columns = ["epoch"] + sorted({k for row in self.rows for k in row} - {"epoch"})
+        lines = [",".join(columns)]
+        lines += [",".join(str(row.get(c, "")) for c in columns) for row in self.rows]
+        write_text_atomic(self.path, "\n".join(lines) + "\n")
+
+
+def _cell(value: Any) -> Any:
+    try:
+        return float(np.asarray(value).reshape(-1)[0])
+    except (TypeError, ValueError, IndexError):
+        return value
+
+
+def read_csv_rows(path: str | Path) -> list[dict[str, str]]:
+    """Rows of a phase log (the last row of an epoch wins); [] if there is none."""
+    path = Path(path)
+    if not path.exists():
+        return []
+    rows: dict[int, dict[str, str]] = {}
+    header: list[str] = []
+    for line in path.read_text().splitlines():
+        cells = line.split(",")
+        if cells and cells[0] == "epoch":
+            header = cells
+        elif header and len(cells) == len(header):
+            with contextlib.suppress(ValueError):
+                rows[int(cells[0])] = dict(zip(header, cells, strict=True))
+    return [rows[k] for k in sorted(rows)]
+
+
+class TrainingHealth(keras.callbacks.Callback):
+    """Stops a diverged phase and warns about a degenerate one, at every epoch end.
+
+    Raises ``TrainingDivergedError`` when the loss is NaN / infinite or a trainable weight is
+    non-finite or beyond ``WEIGHT_LIMIT`` in magnitude (a learning rate far too high). It runs
+    before the backup callback, so the last backup keeps the last sound weights. Warns (once per
+    phase) when the loss is exactly 0: its gradients vanish and nothing is learned.
+
+    Args:
+        loss_name: name of the loss, for the messages.
         phase: name of the training phase (``"train"``, ``"pretrain"``, ``"probe"``).
     """
 
@@ -29,15 +222,32 @@ class StopOnNonFiniteLoss(keras.callbacks.Callback):
         self.loss_name = loss_name
         self.phase = phase
         self.failed_epoch: int | None = None
+        self._warned_zero = False
 
     def on_epoch_end(self, epoch, logs=None):
         value = (logs or {}).get("loss")
-        if value is not None and not math.isfinite(float(value)):
+        if value is not None:
+            value = float(np.asarray(value).reshape(-1)[0])
+            if not math.isfinite(value):
+                self.failed_epoch = epoch + 1
+                raise TrainingDivergedError(
+                    f"Training stopped: the loss {self.loss_name!r} became {value} in epoch "
+                    f"{epoch + 1} of the {self.phase} phase. Try a lower --learning_rate or other "
+                    "--loss_params.")
+            if value == 0.0 and not self._warned_zero:
+                self._warned_zero = True
+                log.warning(
+                    "The loss %r is exactly 0 in epoch %d of the %s phase: its gradients vanish "
+                    "and the model learns nothing. Check --loss_params (e.g. a huge focal gamma) "
+                    "and --batch_size.", self.loss_name, epoch + 1, self.phase)
+        largest = max((float(np.max(np.abs(w.numpy()), initial=0.0))
+                       for w in self.model.trainable_weights), default=0.0)
+        if not math.isfinite(largest) or largest > WEIGHT_LIMIT:
             self.failed_epoch = epoch + 1
             raise TrainingDivergedError(
-                f"Training stopped: the loss {self.loss_name!r} became {float(value)} in epoch "
-                f"{epoch + 1} of the {self.phase} phase. Try a lower --learning_rate or other "
-                "--loss_params.")
+                f"Training stopped: the weights exploded in epoch {epoch + 1} of the {self.phase} "
+                f"phase (largest |weight| {largest:.3g}, limit {WEIGHT_LIMIT:g}) while the loss "
+                f"{self.loss_name!r} was {value}. Try a lower --learning_rate.")
 
 
 class ExpectStartEpoch(keras.callbacks.Callback):
@@ -60,47 +270,8 @@ class ExpectStartEpoch(keras.callbacks.Callback):
         self._checked = True
 
 
-def backed_up_epoch(backup_dir: str | Path) -> int:
-    """The epoch ``keras.callbacks.BackupAndRestore`` will resume from (0 without a backup).
-
-    Reads the ``training_metadata.json`` that ``BackupAndRestore`` writes next to its weights.
-    """
-    path = Path(backup_dir) / "training_metadata.json"
-    if not path.exists():
-        return 0
-    with open(path) as f:
-        return int(json.load(f)["epoch"])
-
-
-class EpochSummaries(keras.callbacks.Callback):
-    """Writes every epoch's logs as TensorBoard scalars under ``log_dir``.
-
-    Uses only TensorFlow's core ``tf.summary.write`` with the scalars plugin's metadata, so the
-    event files open in TensorBoard while training needs no ``tensorboard`` package
-    (``keras.callbacks.TensorBoard`` does).
-    """
-
-    def __init__(self, log_dir: str | Path):
-        super().__init__()
-        self.log_dir = str(log_dir)
-        self._writer = None
-
-    def on_train_begin(self, logs=None):
-        import tensorflow as tf
-        from tensorflow.core.framework import summary_pb2
-
-        self._tf = tf
-        self._writer = tf.summary.create_file_writer(self.log_dir)
-        self._metadata = summary_pb2.SummaryMetadata(
-            plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name="scalars"))
-
-    def on_epoch_end(self, epoch, logs=None):
-        with self._writer.as_default():
-            for name, value in (logs or {}).items():
-                self._tf.summary.write(f"epoch_{name}", self._tf.constant(float(value)),
-                                       step=epoch + 1, metadata=self._metadata)
-        self._writer.flush()
-
-    def on_train_end(self, logs=None):
-        if self._writer is not None:
-            self._writer.close()
+def tensorboard(log_dir: str | Path) -> keras.callbacks.TensorBoard:
+    """Keras' TensorBoard callback: ``<log_dir>/train`` and ``<log_dir>/validation`` event files
+    with the same tags, so TensorBoard overlays training and validation curves."""
+    return keras.callbacks.TensorBoard(log_dir=str(log_dir), write_graph=False,
+                                       update_freq="epoch", profile_batch=0)

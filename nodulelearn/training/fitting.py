@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import logging
 from collections.abc import Sequence
 from typing import Any
 
@@ -13,15 +14,20 @@ import tensorflow as tf
 
 from nodulelearn.training.augment import AugmentFn
 from nodulelearn.training.callbacks import (
-    EpochSummaries,
+    AtomicBackup,
     ExpectStartEpoch,
-    StopOnNonFiniteLoss,
+    PhaseLog,
+    TrainingHealth,
     backed_up_epoch,
+    read_csv_rows,
+    tensorboard,
 )
 from nodulelearn.training.config import TrainConfig
 from nodulelearn.training.data import epoch_stream, steps_per_epoch
 from nodulelearn.training.distribute import distribute_stream
 from nodulelearn.training.run_dir import RunDirectory
+
+log = logging.getLogger(__name__)
 
 
 class TrainingModel(keras.Model):
@@ -128,8 +134,16 @@ def fit_phase(
     """
     config = ctx.config
     steps = steps_per_epoch(labels, config.batch_size, class_balanced)
+    loss_name = config.loss if phase != "probe" else "ce (linear probe)"
+    if class_balanced and config.batch_size // ctx.strategy.num_replicas_in_sync < 2:
+        log.warning(
+            "Batches of %d sample per replica hold a single class: the %s loss %r sees no "
+            "pair of different classes (positives only between a sample's own views), so it "
+            "teaches nothing about the labels. Use a --batch_size of at least 2 per replica "
+            "(contrastive losses want many).", config.batch_size // ctx.strategy.num_replicas_in_sync,
+            phase, loss_name)
     backup_dir = ctx.run.backup_dir(phase)
-    start_epoch = backed_up_epoch(backup_dir)
+    start_epoch = min(backed_up_epoch(backup_dir, phase=phase), epochs)
     schedule = keras.optimizers.schedules.CosineDecay(
         config.learning_rate, decay_steps=max(1, epochs * steps), alpha=0.01)
     with ctx.strategy.scope():
@@ -145,10 +159,10 @@ def fit_phase(
     )
     ctx.run.logs.mkdir(parents=True, exist_ok=True)
     callbacks = [
-        StopOnNonFiniteLoss(config.loss if phase != "probe" else "ce (linear probe)", phase),
-        keras.callbacks.CSVLogger(str(ctx.run.logs / f"history_{phase}.csv"), append=True),
-        keras.callbacks.BackupAndRestore(str(backup_dir)),
-        EpochSummaries(ctx.run.logs / phase),
+        TrainingHealth(loss_name, phase),  # First: a diverged epoch is never logged or backed up.
+        PhaseLog(ctx.run.logs / f"history_{phase}.csv", start_epoch),
+        AtomicBackup(backup_dir, start_epoch),
+        tensorboard(ctx.run.logs / phase),
         ExpectStartEpoch(start_epoch),
         *ctx.callbacks,
     ]
@@ -158,28 +172,14 @@ def fit_phase(
     model.fit(stream, epochs=epochs, initial_epoch=start_epoch, steps_per_epoch=steps,
               validation_data=validation_data, callbacks=callbacks, verbose=ctx.verbose,
               shuffle=False)
-    ctx.history.extend(_read_phase_log(ctx.run, phase))
+    ctx.history.extend(read_phase_log(ctx.run, phase))
 
 
-def _read_phase_log(run: RunDirectory, phase: str) -> list[dict[str, Any]]:
-    """Rows of ``logs/history_<phase>.csv``, one per epoch (the last row wins on repeats).
+def read_phase_log(run: RunDirectory, phase: str) -> list[dict[str, Any]]:
+    """Rows of ``logs/history_<phase>.csv`` as ``history.csv`` rows: ``phase``, 1-based ``epoch``.
 
-    An epoch may be logged twice when a run was killed between logging and backing it up.
+    An epoch may be logged twice when a run was killed between logging and backing it up: the
+    last row wins.
     """
-    path = run.logs / f"history_{phase}.csv"
-    if not path.exists():
-        return []
-    lines = path.read_text().splitlines()
-    rows: dict[int, dict[str, Any]] = {}
-    header: list[str] = []
-    for line in lines:
-        cells = line.split(",")
-        if cells and cells[0] == "epoch":
-            header = cells
-            continue
-        if header and len(cells) == len(header):
-            row = dict(zip(header, cells, strict=True))
-            rows[int(row["epoch"])] = {"phase": phase, **row}
-    for row in rows.values():
-        row["epoch"] = int(row["epoch"]) + 1  # 1-based, like the progress bar and messages.
-    return [rows[k] for k in sorted(rows)]
+    rows = read_csv_rows(run.logs / f"history_{phase}.csv")
+    return [{"phase": phase, **row, "epoch": int(row["epoch"]) + 1} for row in rows]

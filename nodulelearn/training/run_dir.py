@@ -1,8 +1,11 @@
 """The run directory: atomic result files, the config check, run status and resume state.
 
 Layout: ``config.json``, ``status.json``, ``model.keras``, ``encoder.keras``, ``saved_model/``,
-``history.csv``, ``metrics.json``, ``logs/`` (TensorBoard and per-phase CSV logs) and, while a
-run is unfinished, ``backup/<phase>/`` (``keras.callbacks.BackupAndRestore``).
+``history.csv``, ``metrics.json``, ``logs/`` (TensorBoard, HParams and per-phase CSV logs) and,
+while a run is unfinished, ``backup/<phase>/`` (see ``nodulelearn.training.callbacks``).
+``model.keras`` is renamed into place last, just before ``status.json`` says ``complete``.
+While a process works on the run it holds the directory's lock (``nodulelearn.locks``).
+Temporary files are hidden (``.name.*``); those a kill left behind are removed on the next start.
 """
 
 from __future__ import annotations
@@ -17,9 +20,11 @@ from typing import Any
 import keras
 
 from nodulelearn.atomic_files import atomic_path, write_text_atomic
+from nodulelearn.locks import LOCK_FILE
 
-#: config.json keys that may differ between a run and its resumption.
-NOT_PART_OF_IDENTITY = ("out_dir", "overwrite", "strategy")
+#: config.json keys that may differ between a run and its resumption (``environment``: the
+#: versions and git commit it was launched with).
+NOT_PART_OF_IDENTITY = ("out_dir", "overwrite", "strategy", "environment")
 
 
 class RunDirectoryError(RuntimeError):
@@ -64,8 +69,36 @@ class RunDirectory:
         return self.path / "backup" / phase
 
     def read_json(self, name: str) -> Any:
-        with open(self.file(name)) as f:
-            return json.load(f)
+        """The JSON file ``name`` of the run.
+
+        Raises:
+            RunDirectoryError: the file is not valid JSON (naming it, with line and column).
+            OSError: it cannot be read.
+        """
+        path = self.file(name)
+        try:
+            with open(path, encoding="utf-8") as f:
+                return json.load(f)
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+            where = (f"{error.msg} at line {error.lineno}, column {error.colno}"
+                     if isinstance(error, json.JSONDecodeError) else str(error))
+            raise RunDirectoryError(
+                f"{path} is not valid JSON ({where}): truncated or edited by hand? Delete the run "
+                "directory, or pass --overwrite to start the run over.") from None
+
+    def remove_stale_temporaries(self) -> list[Path]:
+        """Removes the hidden temporary files and folders a killed process left; returns them.
+
+        Only this process may write the run (it holds the lock), so every temporary is stale.
+        """
+        stale = [p for p in self.path.glob(".*") if p.name != LOCK_FILE]
+        stale += [p for p in self.path.glob("backup/*/.*")]
+        for path in stale:
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
+        return stale
 
     def status(self) -> dict[str, Any]:
         """``{"state": "running" | "complete" | "failed", ...}``, or ``{"state": "new"}``."""
@@ -86,8 +119,13 @@ class RunDirectory:
             RunDirectoryError: the directory holds a different config or unknown files.
         """
         if overwrite and self.file("config.json").exists():
-            shutil.rmtree(self.path)  # Only ever deletes a nodulelearn run directory.
-        if self.path.exists() and any(self.path.iterdir()):
+            # Only ever deletes a nodulelearn run directory; the lock file stays, it is held.
+            for entry in self._entries():
+                if entry.is_dir() and not entry.is_symlink():
+                    shutil.rmtree(entry)
+                else:
+                    entry.unlink()
+        if self.path.exists() and self._entries():
             if not self.file("config.json").exists():
                 raise RunDirectoryError(
                     f"The run directory {self.path} is not empty and holds no config.json, so it "
@@ -102,6 +140,9 @@ class RunDirectory:
                     "to delete it and start over.")
         self.path.mkdir(parents=True, exist_ok=True)
         atomic_write_json(self.file("config.json"), dict(config))
+
+    def _entries(self) -> list[Path]:
+        return [p for p in self.path.iterdir() if p.name != LOCK_FILE]
 
     def write_history(self, rows: list[dict[str, Any]]) -> None:
         """Writes ``history.csv`` (one row per phase and epoch; columns: union of the keys)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import shutil
@@ -10,16 +11,18 @@ from pathlib import Path
 from typing import Any
 
 import keras
+import numpy as np
 import tensorflow as tf
 
+from nodulelearn.atomic_files import atomic_path
 from nodulelearn.datasets import spec_at_image_size
+from nodulelearn.locks import hold_lock
 from nodulelearn.training.augment import build_augment
-from nodulelearn.training.callbacks import TrainingDivergedError
 from nodulelearn.training.config import TrainConfig, resolve_config
 from nodulelearn.training.data import render_split, split_seed
 from nodulelearn.training.distribute import make_strategy, worker_info
 from nodulelearn.training.evaluate import evaluate_on
-from nodulelearn.training.fitting import RunContext
+from nodulelearn.training.fitting import RunContext, read_phase_log
 from nodulelearn.training.protocols import PROTOCOLS
 from nodulelearn.training.run_dir import (
     RunDirectory,
@@ -27,6 +30,7 @@ from nodulelearn.training.run_dir import (
     atomic_save_model,
     atomic_write_json,
 )
+from nodulelearn.training.tracking import environment, hparams, write_hparams
 
 log = logging.getLogger(__name__)
 
@@ -60,41 +64,76 @@ def train(
         auc, n}}`` (empty on a non-chief worker of a multi-worker run).
 
     Raises:
-        RunDirectoryError: ``run_dir`` holds another run and ``overwrite`` is False.
-        TrainingDivergedError: the loss became NaN / infinite (``status.json`` says where).
+        RunDirectoryError: ``run_dir`` holds another run and ``overwrite`` is False, or one of
+            its JSON files is damaged.
+        LockedError: another process works on ``run_dir`` (the message names its pid).
+        TrainingDivergedError: the loss became NaN / infinite or the weights exploded.
+        OSError: ``run_dir`` is not a directory, not writable, or the disk is full.
         ValueError / UnknownNameError: invalid config (see ``resolve_config``).
+
+    On any failure after the directory was claimed, ``status.json`` says ``failed`` (or
+    ``interrupted``) and why; the backups stay, and re-running resumes.
     """
     strategy = make_strategy(config.strategy)  # First: multi-worker needs it before other ops.
     config = resolve_config(config)
     set_determinism(config.seed, config.deterministic)
     index, _, is_chief = worker_info(strategy)
-    record = {**config.to_dict(), "out_dir": str(run_dir), "overwrite": overwrite}
+    record = {**config.to_dict(), "out_dir": str(run_dir), "overwrite": overwrite,
+              "environment": environment()}
     run = RunDirectory(run_dir)
-    if is_chief:
+    if not is_chief:
+        return _train_as_worker(config, strategy, run, index, overwrite, callbacks, verbose)
+    if run.path.exists() and not run.path.is_dir():
+        raise NotADirectoryError(errno.ENOTDIR, "not a directory (the run directory must be one)",
+                                 str(run.path))
+    with hold_lock(run.path, what="run directory"):
         run.prepare(record, overwrite=overwrite)
+        run.remove_stale_temporaries()
+        if run.status()["state"] == "complete" and not overwrite:
+            log.info("%s already holds this complete run; returning its metrics.", run.path)
+            return run.read_json("metrics.json")
+        run.set_status("running")
+        try:
+            return _train_and_export(config, strategy, run, run, True, callbacks, verbose)
+        except KeyboardInterrupt:
+            _record_failure(run, "interrupted", "interrupted (KeyboardInterrupt)")
+            raise
+        except Exception as error:
+            _record_failure(run, "failed", f"{type(error).__name__}: {error}")
+            raise
+
+
+def _record_failure(run: RunDirectory, state: str, reason: str) -> None:
+    """``status.json`` says the run stopped, and why (unless the disk is too full to say it)."""
+    try:
+        run.set_status(state, reason=reason)
+    except OSError as error:
+        log.error("Could not record the run's state in %s: %s", run.file("status.json"), error)
+
+
+def _train_as_worker(config, strategy, run, index, overwrite, callbacks, verbose):
+    """A non-chief worker of a multi-worker run: trains in lockstep, writes only its scratch."""
     if run.status()["state"] == "complete" and not overwrite:
         # Every worker sees it (shared filesystem), so none waits for a training that never starts.
-        log.info("%s already holds this complete run; returning its metrics.", run.path)
-        return run.read_json("metrics.json") if is_chief else {}
-    if is_chief:
-        run.set_status("running")
-        work = run
-    else:
-        # Other workers train in lockstep and keep their own backups beside the run directory,
-        # in a fixed place, so that a restarted run resumes every worker from the same epoch.
-        work = RunDirectory(run.path.parent / f".{run.path.name}.worker{index}")
-        if overwrite:
-            shutil.rmtree(work.path, ignore_errors=True)
-
-    try:
-        metrics = _train_and_export(config, strategy, run, work, is_chief, callbacks, verbose)
-    except TrainingDivergedError as error:
-        if is_chief:
-            run.set_status("failed", reason=str(error))
-        raise
-    if not is_chief:
+        return {}
+    # Other workers keep their own backups beside the run directory, in a fixed place, so that a
+    # restarted run resumes every worker from the same epoch.
+    work = RunDirectory(run.path.parent / f".{run.path.name}.worker{index}")
+    if overwrite:
         shutil.rmtree(work.path, ignore_errors=True)
-    return metrics
+    _train_and_export(config, strategy, run, work, False, callbacks, verbose)
+    shutil.rmtree(work.path, ignore_errors=True)
+    return {}
+
+
+def _warn_if_one_class(labels: np.ndarray, dist: str) -> None:
+    classes, counts = np.unique(labels, return_counts=True)
+    if len(classes) < 2:
+        log.warning(
+            "The training set of %r holds a single class (%d samples of label %s): the model "
+            "can only learn to predict that class, and balanced accuracy and AUC are "
+            "meaningless. Check the distribution's prevalence.", dist, int(counts.sum()),
+            int(classes[0]) if len(classes) else "none")
 
 
 def _train_and_export(config, strategy, run, work, is_chief, callbacks, verbose):
@@ -105,6 +144,7 @@ def _train_and_export(config, strategy, run, work, is_chief, callbacks, verbose)
     class_balanced = info.protocol == "pretrain_probe"
     train_images, train_labels = render_split(
         train_spec, config.n_train, split_seed(config.seed, "train"), class_balanced=class_balanced)
+    _warn_if_one_class(train_labels, config.train_dist)
     val_images, val_labels = render_split(train_spec, config.n_val, split_seed(config.seed, "val"))
     ctx = RunContext(
         config=config, loss=losses.get(config.loss, **dict(config.loss_params)),
@@ -114,20 +154,27 @@ def _train_and_export(config, strategy, run, work, is_chief, callbacks, verbose)
         data_seed=split_seed(config.seed, "epochs"), augment=build_augment(config.augment),
         callbacks=list(callbacks), verbose=verbose,
     )
+    values = hparams(config, info.protocol)
     encoder, classifier = PROTOCOLS.get(info.protocol)(ctx)
     if not is_chief:
         return {}
-    run.write_history(ctx.history)
+    # Every phase's rows, from the phase logs: a phase finished before an interruption (and not
+    # re-run on resume) keeps its rows.
+    run.write_history([row for phase in PROTOCOLS.entry(info.protocol).metadata["phases"]
+                       for row in read_phase_log(run, phase)])
     atomic_save_model(encoder, run.file("encoder.keras"))
-    atomic_save_model(classifier, run.file("model.keras"))
-    # Evaluate what was exported: the reloaded file, outside any distribution strategy.
-    exported = keras.saving.load_model(run.file("model.keras"))
-    atomic_export(exported, run.file("saved_model"))
-    metrics = evaluate_on(exported, config.test_dists, config.n_test,
-                          split_seed(config.seed, "test"), config.batch_size)
-    atomic_write_json(run.file("metrics.json"), metrics)
-    shutil.rmtree(run.path / "backup", ignore_errors=True)
+    # model.keras is renamed into place last: its presence never means more than status.json.
+    with atomic_path(run.file("model.keras")) as staged:
+        classifier.save(staged)
+        # Evaluate what was exported: the reloaded file, outside any distribution strategy.
+        exported = keras.saving.load_model(staged)
+        atomic_export(exported, run.file("saved_model"))
+        metrics = evaluate_on(exported, config.test_dists, config.n_test,
+                              split_seed(config.seed, "test"), config.batch_size)
+        atomic_write_json(run.file("metrics.json"), metrics)
+        write_hparams(run.logs, values, metrics, trial_id=run.path.name)
     run.set_status("complete")
+    shutil.rmtree(run.path / "backup", ignore_errors=True)
     return metrics
 
 

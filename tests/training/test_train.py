@@ -55,7 +55,7 @@ def test_interrupted_and_resumed_run_ends_with_the_uninterrupted_weights(tmp_pat
     train(config, tmp_path / "whole", verbose=0)
     with pytest.raises(KeyboardInterrupt):
         train(config, tmp_path / "resumed", verbose=0, callbacks=[_Interrupt(after=0)])
-    assert json.loads((tmp_path / "resumed" / "status.json").read_text())["state"] == "running"
+    assert json.loads((tmp_path / "resumed" / "status.json").read_text())["state"] == "interrupted"
     assert not (tmp_path / "resumed" / "model.keras").exists()
     train(config, tmp_path / "resumed", verbose=0)
     for a, b in zip(_weights(tmp_path / "whole"), _weights(tmp_path / "resumed"), strict=True):
