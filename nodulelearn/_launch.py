@@ -1,40 +1,77 @@
-"""Console-script entry points: each runs the matching absl script of ``bin/``.
+"""Runs the absl scripts of ``bin/``: the ``nodulelearn-<name>`` console scripts and ``nodulelearn``.
 
 The scripts in ``bin/`` hold the flags (library code never reads flags); they are installed with
-the package as ``nodulelearn._bin`` so that ``nodulelearn-<name>`` works from any directory.
+the package as ``nodulelearn._bin`` so that they run from any directory. ``run_script`` executes
+one as ``__main__`` under the program name the user typed (``nodulelearn train``,
+``nodulelearn-train``), so that its ``--help`` and its error messages name that command rather than
+a file inside the package, after ``cli_env.quiet_tensorflow`` has turned TensorFlow's log
+chatter off (``--verbosity=1`` turns it back on).
 """
 
+from __future__ import annotations
+
 import importlib.resources
-import runpy
 import sys
+import types
+from collections.abc import Sequence
+
+from nodulelearn.cli_env import quiet_tensorflow
+
+#: The scripts of bin/, each installed as ``nodulelearn-<name>``.
+SCRIPTS = ("train", "evaluate", "probe_features", "export_tfrecords", "preview_dataset", "run_study")
 
 
-def _run_script(name: str) -> None:
-    script = importlib.resources.files("nodulelearn") / "_bin" / name
-    with importlib.resources.as_file(script) as path:
-        sys.argv[0] = f"nodulelearn-{name}"
-        runpy.run_path(str(path), run_name="__main__")
+def script_path(name: str):
+    """The ``importlib.resources`` path of ``bin/<name>`` inside the installed package."""
+    if name not in SCRIPTS:
+        raise ValueError(f"Unknown script {name!r}. Valid scripts: {', '.join(SCRIPTS)}.")
+    return importlib.resources.files("nodulelearn") / "_bin" / name
+
+
+def run_script(name: str, argv: Sequence[str], prog: str) -> None:
+    """Runs ``bin/<name>`` as ``__main__`` with ``sys.argv = [prog, *argv]``.
+
+    absl's ``app.run`` ends the script with ``SystemExit``, which propagates to the caller.
+    """
+    argv = list(argv)
+    quiet_tensorflow(argv)
+    with importlib.resources.as_file(script_path(name)) as path:
+        code = compile(path.read_text(encoding="utf-8"), str(path), "exec")
+        module = types.ModuleType("__main__")
+        module.__file__ = str(path)
+        saved_main, saved_argv = sys.modules.get("__main__"), sys.argv
+        sys.modules["__main__"], sys.argv = module, [prog, *argv]
+        try:
+            exec(code, module.__dict__)
+        finally:
+            sys.argv = saved_argv
+            if saved_main is not None:
+                sys.modules["__main__"] = saved_main
+
+
+def _console_script(name: str) -> None:
+    run_script(name, sys.argv[1:], f"nodulelearn-{name}")
 
 
 def train() -> None:
-    _run_script("train")
+    _console_script("train")
 
 
 def evaluate() -> None:
-    _run_script("evaluate")
+    _console_script("evaluate")
 
 
 def probe_features() -> None:
-    _run_script("probe_features")
+    _console_script("probe_features")
 
 
 def export_tfrecords() -> None:
-    _run_script("export_tfrecords")
+    _console_script("export_tfrecords")
 
 
 def preview_dataset() -> None:
-    _run_script("preview_dataset")
+    _console_script("preview_dataset")
 
 
 def run_study() -> None:
-    _run_script("run_study")
+    _console_script("run_study")

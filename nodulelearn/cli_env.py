@@ -1,0 +1,112 @@
+"""The command line's environment: TensorFlow's own log chatter is off unless ``--verbosity`` asks.
+
+TensorFlow prints INFO and WARNING lines of its C++ core (some before its logging is even set up,
+so ``TF_CPP_MIN_LOG_LEVEL`` cannot hide them) and of its Python logger (SavedModel's "Assets
+written to ..."). ``quiet_tensorflow(argv)`` is called by the launcher of every ``bin/`` script
+before TensorFlow is imported: unless ``argv`` holds ``--verbosity=N`` (or ``-v N``) with N >= 1,
+it sets ``TF_CPP_MIN_LOG_LEVEL=3`` (when the user has not set it), raises the ``tensorflow``
+Python logger to ERROR, and filters the import-time C++ INFO / WARNING lines out of stderr; any
+other output of the import (Python warnings, errors) is passed through. Nothing happens at import
+of this module.
+"""
+
+from __future__ import annotations
+
+import importlib.abc
+import importlib.machinery
+import importlib.util
+import logging
+import os
+import re
+import sys
+import tempfile
+from collections.abc import Sequence
+
+#: C++ log lines written before absl's logging is initialised: ``I0000 00:00:... file.cc:12] ...``
+#: (severity I or W), the banner announcing them, and the cpu_feature_guard continuation line.
+_CHATTER = re.compile(
+    rb"^(?:[IW]\d{4} \d\d:\d\d:\d+\.\d+\s+\d+ \S+:\d+\] .*"
+    rb"|WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR"
+    rb"|To enable the following instructions: .* in other operations, rebuild TensorFlow with the"
+    rb" appropriate compiler flags\.)$"
+)
+
+
+def verbosity(argv: Sequence[str]) -> int:
+    """The value of absl's ``--verbosity`` / ``-v`` flag in ``argv`` (0, absl's default, if absent).
+
+    A value that is not an integer counts as 0 here; absl reports it when it parses the flags.
+    """
+    value = None
+    for i, arg in enumerate(argv):
+        for flag in ("--verbosity", "-verbosity", "-v"):
+            if arg == flag and i + 1 < len(argv):
+                value = argv[i + 1]
+            elif arg.startswith(flag + "="):
+                value = arg.split("=", 1)[1]
+    try:
+        return int(value) if value is not None else 0
+    except ValueError:
+        return 0
+
+
+def quiet_tensorflow(argv: Sequence[str]) -> bool:
+    """Turns TensorFlow's INFO / WARNING logging off unless ``argv`` asks for ``--verbosity>=1``.
+
+    Call it before TensorFlow is imported (the ``bin/`` launcher does). Returns True when it
+    quieted TensorFlow, False when the verbosity asked for its logs.
+    """
+    if verbosity(argv) >= 1:
+        return False
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    logging.getLogger("tensorflow").setLevel(logging.ERROR)
+    if "tensorflow" not in sys.modules and not any(
+        isinstance(finder, _QuietImportFinder) for finder in sys.meta_path
+    ):
+        sys.meta_path.insert(0, _QuietImportFinder())
+    return True
+
+
+def filter_chatter(output: bytes) -> bytes:
+    """``output`` without TensorFlow's import-time C++ INFO / WARNING lines."""
+    lines = output.splitlines(keepends=True)
+    return b"".join(line for line in lines if not _CHATTER.match(line.rstrip(b"\r\n")))
+
+
+class _QuietImportFinder(importlib.abc.MetaPathFinder):
+    """Finds ``tensorflow`` once, with a loader that filters stderr while it is imported."""
+
+    def find_spec(self, fullname, path, target=None):
+        if fullname != "tensorflow":
+            return None
+        sys.meta_path.remove(self)
+        spec = importlib.util.find_spec(fullname)
+        if spec is None or spec.loader is None:
+            return spec
+        spec.loader = _QuietLoader(spec.loader)
+        return spec
+
+
+class _QuietLoader(importlib.abc.Loader):
+    def __init__(self, loader: importlib.abc.Loader):
+        self._loader = loader
+
+    def create_module(self, spec):
+        return self._loader.create_module(spec)
+
+    def exec_module(self, module) -> None:
+        sys.stderr.flush()
+        saved = os.dup(2)
+        with tempfile.TemporaryFile() as captured:
+            os.dup2(captured.fileno(), 2)
+            try:
+                self._loader.exec_module(module)
+            finally:
+                sys.stderr.flush()
+                os.dup2(saved, 2)
+                os.close(saved)
+                captured.seek(0)
+                kept = filter_chatter(captured.read())
+                if kept:
+                    sys.stderr.write(kept.decode(errors="replace"))
+                    sys.stderr.flush()

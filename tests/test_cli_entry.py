@@ -1,0 +1,194 @@
+"""The `nodulelearn` command, `python -m nodulelearn`, the console scripts and TensorFlow's quieting."""
+
+import configparser
+import importlib.metadata
+import os
+import re
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+import nodulelearn
+from nodulelearn import _launch, cli, cli_env
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+#: TensorFlow's C++ log lines (``I0000 00:00:1796156351.981090   16412 port.cc:153] ...``).
+CPP_LOG_LINE = re.compile(r"^[IWEF]\d{4} \d\d:\d\d:\d+\.\d+\s+\d+ \S+:\d+\]", re.MULTILINE)
+
+
+def _user_env(**extra):
+    """The environment of a user's shell: no TF_CPP_MIN_LOG_LEVEL (the test suite sets one)."""
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    return {**env, **extra}
+
+
+def _run(args, *, timeout=300, env=None, cwd=None):
+    return subprocess.run(args, capture_output=True, text=True, timeout=timeout,
+                          env=env or _user_env(), cwd=cwd or ROOT)
+
+
+def _heavy_modules_after(argv):
+    """Runs ``cli.main(argv)`` in a fresh Python; returns (exit code, heavy modules imported, out)."""
+    code = textwrap.dedent(f"""
+        import atexit, sys
+        def report():
+            heavy = [m for m in ("tensorflow", "keras", "numpy", "matplotlib") if m in sys.modules]
+            print("HEAVY=" + ",".join(heavy), file=sys.stderr)
+        atexit.register(report)
+        from nodulelearn.cli import main
+        main({argv!r})
+    """)
+    result = _run([sys.executable, "-c", code])
+    heavy = re.search(r"^HEAVY=(.*)$", result.stderr, re.MULTILINE).group(1)
+    return result, [m for m in heavy.split(",") if m]
+
+
+def test_help_lists_every_subcommand_without_importing_tensorflow():
+    result, heavy = _heavy_modules_after(["--help"])
+    assert result.returncode == 0, result.stderr
+    assert heavy == []
+    for name in ("train", "evaluate", "probe", "export", "preview", "study"):
+        assert re.search(rf"^  {name} ", result.stdout, re.MULTILINE), result.stdout
+
+
+def test_version_is_the_installed_distributions_version():
+    result, heavy = _heavy_modules_after(["--version"])
+    assert result.returncode == 0
+    assert heavy == []
+    assert result.stdout.strip() == f"nodulelearn {importlib.metadata.version('nodulelearn')}"
+    assert importlib.metadata.version("nodulelearn") == nodulelearn.__version__
+
+
+def test_console_script_answers_help_and_version_quickly():
+    for args in (["--help"], ["--version"]):
+        started = time.perf_counter()
+        result = _run([str(BIN / "nodulelearn"), *args])
+        seconds = time.perf_counter() - started
+        assert result.returncode == 0, result.stderr
+        assert result.stderr == ""
+        # Under a second on an idle machine (no TensorFlow import); loose for loaded CI machines.
+        assert seconds < 5, f"nodulelearn {args[0]} took {seconds:.1f} s"
+
+
+def test_unknown_subcommand_and_no_subcommand_are_usage_errors():
+    result = _run([sys.executable, "-m", "nodulelearn", "trian", "--loss=ce"])
+    assert result.returncode == 2
+    assert "unknown subcommand 'trian'" in result.stderr
+    assert "train, evaluate, probe, export, preview, study" in result.stderr
+    assert "Traceback" not in result.stderr
+    result = _run([sys.executable, "-m", "nodulelearn", "--frobnicate"])
+    assert result.returncode == 2 and "unknown option '--frobnicate'" in result.stderr
+    result = _run([sys.executable, "-m", "nodulelearn"])
+    assert result.returncode == 2 and result.stderr.startswith("usage: python -m nodulelearn")
+
+
+def test_every_subcommand_names_an_installed_script_and_console_script():
+    parser = configparser.ConfigParser()
+    parser.read(ROOT / "setup.cfg")
+    entries = dict(
+        line.split(" = ") for line in
+        parser["options.entry_points"]["console_scripts"].strip().splitlines()
+    )
+    assert entries.pop("nodulelearn") == "nodulelearn.cli:main"
+    assert {name: target for name, target in entries.items()} == {
+        f"nodulelearn-{s}": f"nodulelearn._launch:{s}" for s in _launch.SCRIPTS
+    }
+    assert sorted(script for script, _ in cli.SUBCOMMANDS.values()) == sorted(_launch.SCRIPTS)
+    for script in _launch.SCRIPTS:
+        assert _launch.script_path(script).is_file(), script
+        assert callable(getattr(_launch, script))
+    with pytest.raises(ValueError, match="Unknown script 'trian'. Valid scripts: train, evaluate"):
+        _launch.script_path("trian")
+
+
+def test_subcommand_help_names_the_command_and_shows_no_tensorflow_logs():
+    """One TensorFlow start: `python -m nodulelearn study --help` as a user types it."""
+    result = _run([sys.executable, "-m", "nodulelearn", "study", "--help"])
+    assert result.returncode in (0, 1), result.stderr  # absl's --help exits with 1
+    assert "python -m nodulelearn study:" in result.stdout
+    assert "--study" in result.stdout and "--out" in result.stdout
+    assert "_bin" not in result.stdout and "_bin" not in result.stderr
+    assert not CPP_LOG_LINE.search(result.stderr), result.stderr
+    assert "absl::InitializeLog" not in result.stderr
+
+
+def test_console_script_train_runs_quietly(tmp_path):
+    """A smoke run through `nodulelearn train`: a run directory, and no TensorFlow chatter."""
+    out = tmp_path / "run"
+    result = _run([str(BIN / "nodulelearn"), "train", "--loss=ce", "--smoke",
+                   "--test_dists=clinical", f"--out_dir={out}"], timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (out / "model.keras").is_file() and (out / "metrics.json").is_file()
+    assert f"Run directory: {out}" in result.stdout
+    assert not CPP_LOG_LINE.search(result.stderr), result.stderr[-3000:]
+    assert "INFO:tensorflow" not in result.stderr and "Assets written to" not in result.stderr
+
+
+@pytest.fixture
+def fake_tensorflow(tmp_path):
+    """A stand-in `tensorflow` package whose import writes C++-style chatter and one real line."""
+    package = tmp_path / "fake" / "tensorflow"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text(textwrap.dedent("""
+        import os
+        os.write(2, b"WARNING: All log messages before absl::InitializeLog() is called are "
+                    b"written to STDERR\\n"
+                    b"I0000 00:00:1796156351.981090   16412 port.cc:153] oneDNN custom ops on.\\n"
+                    b"W0000 00:00:1796156351.981488   16412 cudart_stub.cc:31] no cuda drivers\\n"
+                    b"E0000 00:00:1796156351.981488   16412 real.cc:7] a real error\\n"
+                    b"a Python warning during the import\\n")
+    """))
+    return package.parent
+
+
+@pytest.mark.parametrize("argv, quiet", [
+    ([], True), (["--loss=ce"], True), (["--verbosity=0"], True), (["-v", "0"], True),
+    (["--verbosity=1"], False), (["--verbosity", "2"], False), (["-v=1"], False),
+])
+def test_quieting_filters_only_the_chatter_of_the_import(fake_tensorflow, argv, quiet):
+    code = ("import logging, os, sys\n"
+            "from nodulelearn.cli_env import quiet_tensorflow\n"
+            f"print(quiet_tensorflow({argv!r}))\n"
+            "import tensorflow\n"
+            "print(os.environ.get('TF_CPP_MIN_LOG_LEVEL'))\n"
+            "print(logging.getLogger('tensorflow').level)\n")
+    result = _run([sys.executable, "-c", code], env=_user_env(PYTHONPATH=str(fake_tensorflow)))
+    assert result.returncode == 0, result.stderr
+    returned, level, logger_level = result.stdout.split()
+    assert returned == str(quiet)
+    assert "E0000 00:00:1796156351.981488   16412 real.cc:7] a real error" in result.stderr
+    assert "a Python warning during the import" in result.stderr
+    assert ("port.cc:153" in result.stderr) is not quiet
+    assert ("cudart_stub.cc" in result.stderr) is not quiet
+    assert ("absl::InitializeLog" in result.stderr) is not quiet
+    assert level == ("3" if quiet else "None")
+    assert logger_level == ("40" if quiet else "0")  # ERROR, or unset (absl's --verbosity rules)
+
+
+def test_quieting_keeps_a_log_level_the_user_chose(fake_tensorflow):
+    code = ("import os\nfrom nodulelearn.cli_env import quiet_tensorflow\n"
+            "quiet_tensorflow([])\nprint(os.environ['TF_CPP_MIN_LOG_LEVEL'])\n")
+    result = _run([sys.executable, "-c", code], env=_user_env(TF_CPP_MIN_LOG_LEVEL="1"))
+    assert result.stdout.strip() == "1"
+
+
+@pytest.mark.parametrize("argv, expected", [
+    ([], 0), (["--verbosity=2"], 2), (["--verbosity", "1"], 1), (["-v", "3"], 3), (["-v=1"], 1),
+    (["--verbosity=debug"], 0), (["--verbosity"], 0), (["--loss=ce", "--verbosity=1", "-v=0"], 0),
+])
+def test_verbosity_is_read_like_absl_reads_it(argv, expected):
+    assert cli_env.verbosity(argv) == expected
+
+
+def test_filter_chatter_keeps_everything_else():
+    text = (b"I0000 00:00:1796156351.981090   16412 port.cc:153] chatter\n"
+            b"Traceback (most recent call last):\n"
+            b"E0000 00:00:1796156351.981090   16412 x.cc:1] kept\n"
+            b"W1201 20:11:25.123456   16412 y.cc:2] chatter too\n")
+    assert cli_env.filter_chatter(text) == (
+        b"Traceback (most recent call last):\nE0000 00:00:1796156351.981090   16412 x.cc:1] kept\n")
