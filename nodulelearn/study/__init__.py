@@ -8,7 +8,14 @@ sensitivity.csv, summary.md, heatmap.png and ood.png.
 
 from nodulelearn.study.aggregate import Aggregate, aggregate_study, collect, read_study_file
 from nodulelearn.study.plan import EvalDist, Run, parse_shard, plan_runs, shard_runs
-from nodulelearn.study.runner import RunOutcome, execute_run, run_dir, run_study
+from nodulelearn.study.runner import (
+    RunOutcome,
+    check_out_dir,
+    execute_run,
+    run_dir,
+    run_states,
+    run_study,
+)
 from nodulelearn.study.spec import (
     LossEntry,
     SensitivityBudget,
@@ -24,7 +31,7 @@ from nodulelearn.study.validate import validate_study
 __all__ = [
     "Aggregate", "aggregate_study", "collect", "read_study_file",
     "EvalDist", "Run", "parse_shard", "plan_runs", "shard_runs",
-    "RunOutcome", "execute_run", "run_dir", "run_study",
+    "RunOutcome", "check_out_dir", "execute_run", "run_dir", "run_states", "run_study",
     "LossEntry", "SensitivityBudget", "StudyError", "StudySpec", "TrainEntry",
     "load_study", "preset_names", "study_from_dict",
     "validate_study",

@@ -14,11 +14,14 @@ from typing import Any
 
 from nodulelearn.atomic_files import write_csv_atomic, write_text_atomic
 from nodulelearn.study import records
+from nodulelearn.study.availability import write_availability_outputs
 from nodulelearn.study.figures import ood_accuracy_plot, reliance_heatmap
 from nodulelearn.study.plan import plan_runs
-from nodulelearn.study.runner import STUDY_FILE, run_dir, run_fingerprint
+from nodulelearn.study.runner import FINISHED, STALE, STUDY_FILE, run_dir, run_state
 from nodulelearn.study.spec import StudyError, StudySpec, study_from_dict
 from nodulelearn.study.summary import summary_markdown
+from nodulelearn.study.sweep import expand_study, point_columns
+from nodulelearn.study.sweep_outputs import write_sweep_outputs
 
 log = logging.getLogger(__name__)
 
@@ -60,26 +63,37 @@ def read_study_file(out_dir: str | Path) -> StudySpec:
             f"{str(out_dir)!r} holds no {STUDY_FILE}: it is not the output directory of a "
             "study (run bin/run_study without --aggregate_only first, or pass --study)."
         )
-    return study_from_dict(json.loads(path.read_text()), source=str(path))
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise StudyError(
+            f"{str(path)!r} cannot be read ({err}); pass the study with --study."
+        ) from None
+    if not isinstance(data, dict):
+        raise StudyError(f"{str(path)!r} is not a JSON object; pass the study with --study.")
+    return study_from_dict(data, source=str(path))
 
 
 def collect(study: StudySpec, out_dir: str | Path) -> Aggregate:
     """Reads the records of every run of the study; builds the CSV rows of the finished ones."""
+    study = expand_study(study, out_dir)  # a sweep's points, as the runner ran them
     found, missing, stale = [], [], []
     for run in plan_runs(study):
-        record = records.read_record(run_dir(out_dir, run))
-        if record is None:
-            missing.append(run.id)
-        elif record.get("fingerprint") != run_fingerprint(study, run):
+        state, _ = run_state(out_dir, study, run)
+        if state == FINISHED:
+            found.append(records.read_record(run_dir(out_dir, run)))
+        elif state == STALE:
             stale.append(run.id)
         else:
-            found.append(record)
+            missing.append(run.id)
     return Aggregate(
         records=found,
         missing=missing,
         stale=stale,
-        result_rows=[row for r in found for row in records.result_rows(r)],
-        sensitivity_rows=[row for r in found for row in records.sensitivity_rows(r)],
+        result_rows=point_columns(study, [row for r in found for row in records.result_rows(r)]),
+        sensitivity_rows=point_columns(
+            study, [row for r in found for row in records.sensitivity_rows(r)]
+        ),
     )
 
 
@@ -93,14 +107,27 @@ def aggregate_study(study: StudySpec, out_dir: str | Path) -> Aggregate:
     Returns:
         The ``Aggregate`` (``written`` lists the files written; figures are skipped while no run
         has finished).
+
+    Raises:
+        StudyError: some runs were made with other settings or distribution contents (stale);
+            nothing is written.
     """
     out_dir = Path(out_dir)
+    study = expand_study(study, out_dir)
     agg = collect(study, out_dir)
     if agg.stale:
-        log.warning(
-            "%d run(s) were made with other settings than the study now asks for and are left "
-            "out: %s (rerun them with --overwrite)", len(agg.stale), ", ".join(agg.stale),
-        )  # fmt: skip
+        # Writing the tables without them would replace the results of the study they were made
+        # with by a partial (often empty) table of one that has not run.
+        shown = ", ".join(agg.stale[:5])
+        if len(agg.stale) > 5:
+            shown += f" and {len(agg.stale) - 5} more"
+        raise StudyError(
+            f"{len(agg.stale)} run(s) in {str(out_dir)!r} were made with other settings or "
+            f"distribution contents than the study {study.name!r} now asks for ({shown}); "
+            "nothing was written. Aggregate with the study they were made with "
+            f"(--aggregate_only without --study reads {STUDY_FILE}), or rerun them with "
+            "--overwrite."
+        )
     if agg.missing:
         log.warning("%d run(s) not finished yet: %s", len(agg.missing), ", ".join(agg.missing))
     written = [
@@ -120,7 +147,7 @@ def aggregate_study(study: StudySpec, out_dir: str | Path) -> Aggregate:
         agg.result_rows,
         agg.sensitivity_rows,
         finished=len(agg.records),
-        missing=agg.missing + agg.stale,
+        missing=agg.missing,
     )
     written.append(write_text_atomic(out_dir / "summary.md", agg.summary))
     for figure in (
@@ -129,9 +156,11 @@ def aggregate_study(study: StudySpec, out_dir: str | Path) -> Aggregate:
     ):
         if figure is not None:
             written.append(figure)
+    written += write_sweep_outputs(study, agg.records, out_dir)
+    written += write_availability_outputs(study, agg.records, out_dir)
     agg.written = written
     log.info(
         "Aggregated %d of %d run(s) into %s",
-        len(agg.records), len(agg.records) + len(agg.missing) + len(agg.stale), out_dir,
+        len(agg.records), len(agg.records) + len(agg.missing), out_dir,
     )  # fmt: skip
     return agg

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from nodulelearn.study.plan import EvalDist, Run
+from nodulelearn.study.spec import StudyError
 
 RECORD_FILE = "record.json"
 RECORD_VERSION = 1
@@ -27,12 +28,38 @@ def record_path(run_dir: str | Path) -> Path:
     return Path(run_dir) / RECORD_FILE
 
 
-def read_record(run_dir: str | Path) -> dict[str, Any] | None:
-    """The run's record, or ``None`` if the run has not finished."""
-    path = record_path(run_dir)
-    if not path.is_file():
+def read_json(path: str | Path, *, what: str) -> Any:
+    """The JSON content of ``path``, or ``None`` if there is no such file.
+
+    Raises:
+        StudyError: the file cannot be read or is not valid JSON (the message names it; it is
+            written atomically, so it was damaged from outside).
+    """
+    path = Path(path)
+    if not path.exists():
         return None
-    return json.loads(path.read_text())
+    try:
+        return json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise StudyError(
+            f"The {what} {str(path)!r} cannot be read ({err}). It was damaged (e.g. truncated); "
+            "delete it to redo the run."
+        ) from None
+
+
+def read_record(run_dir: str | Path) -> dict[str, Any] | None:
+    """The run's record, or ``None`` if the run has not finished.
+
+    Raises:
+        StudyError: the record is unreadable (names the file).
+    """
+    record = read_json(record_path(run_dir), what="run record")
+    if record is not None and not isinstance(record, dict):
+        raise StudyError(
+            f"The run record {str(record_path(run_dir))!r} holds {type(record).__name__}, not a "
+            "JSON object; delete it to redo the run."
+        )
+    return record
 
 
 def match_metrics(metrics: Mapping[str, Any], dist: EvalDist, spec_name: str | None) -> dict:

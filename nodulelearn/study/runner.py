@@ -4,6 +4,7 @@ Every stage leaves its result on disk before the next starts, so a relaunch afte
 interruption redoes only what is missing:
 
     <out>/study.json                       the validated study (aggregation reads it)
+    <out>/runs/<run id>/identity.json      the run's fingerprint, written before its first stage
     <out>/runs/<run id>/train/             training's run directory (train() resumes it itself)
     <out>/runs/<run id>/sensitivity/<test dist>.json
     <out>/runs/<run id>/record.json        written last: the run is finished
@@ -12,9 +13,13 @@ interruption redoes only what is missing:
 from __future__ import annotations
 
 import dataclasses
+import errno
+import gc
+import hashlib
 import json
 import logging
 import shutil
+import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -24,6 +29,7 @@ from nodulelearn.atomic_files import to_jsonable, write_json_atomic
 from nodulelearn.study import records
 from nodulelearn.study.plan import Run, plan_runs, shard_runs, train_config_fields
 from nodulelearn.study.spec import StudyError, StudySpec
+from nodulelearn.study.sweep import expand_study
 
 log = logging.getLogger(__name__)
 
@@ -55,33 +61,106 @@ def run_dir(out_dir: str | Path, run: Run | str) -> Path:
     return Path(out_dir) / "runs" / (run if isinstance(run, str) else run.id)
 
 
+def spec_digest(ref: str) -> str:
+    """SHA-256 of what a distribution samples (its parsed content, not its file's bytes).
+
+    Comments, formatting and the free-text description do not change it; any value that changes
+    the data (an alignment, a look, the image size, ...) does.
+
+    Raises:
+        StudyError: the distribution cannot be read.
+    """
+    from nodulelearn.datasets import load_spec
+
+    try:
+        content = load_spec(ref).to_dict()
+    except (OSError, ValueError) as err:
+        raise StudyError(
+            f"Distribution {ref!r} of the study cannot be read ({err}). A run's identity "
+            "includes the content of every distribution it uses."
+        ) from None
+    content.pop("description", None)
+    content.pop("ood_companions", None)  # only a default, resolved into the run's tests
+    return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()
+
+
 def run_fingerprint(study: StudySpec, run: Run) -> dict[str, Any]:
-    """Everything that determines a run's results; a finished run with another one is stale."""
+    """Everything that determines a run's results; a finished run with another one is stale.
+
+    It holds the content digest of each distribution the run trains or tests on (``specs``), so
+    editing a distribution file makes the runs that use it stale, like changing a setting.
+    """
     return to_jsonable(
         {
             "train": train_config_fields(study, run),
             "sensitivity": dataclasses.asdict(study.sensitivity),
             "tests": [dataclasses.asdict(t) for t in run.tests],
+            "specs": {t.ref: spec_digest(t.ref) for t in run.tests},
         }
     )
+
+
+def fingerprint_changes(old: Any, new: dict[str, Any]) -> list[str]:
+    """What differs between a stored fingerprint and the current one, in words (for messages)."""
+    if not isinstance(old, dict):
+        return ["the stored fingerprint is missing or unreadable"]
+    changes = []
+    for key in new:
+        if old.get(key) == new[key]:
+            continue
+        if key == "specs" and isinstance(old.get(key), dict):
+            changes += [
+                f"the content of {ref}" for ref in new[key] if old[key].get(ref) != new[key][ref]
+            ]
+        elif key == "specs":
+            changes.append("distribution contents (not recorded by an older nodulelearn)")
+        else:
+            changes.append(f"the {key} settings")
+    return changes or ["the fingerprint's layout"]
+
+
+IDENTITY_FILE = "identity.json"
+FINISHED, TO_RUN, STALE = "finished", "to run", "stale"
+
+
+def run_state(out_dir: str | Path, study: StudySpec, run: Run) -> tuple[str, list[str]]:
+    """Whether a run is finished, still to run, or stale; and, if stale, what changed.
+
+    A run is stale when its record, or (unfinished) the identity it was started with, was made
+    with other settings or distribution contents than the study now has.
+
+    Raises:
+        StudyError: its record or identity file is unreadable (the message names the file).
+    """
+    directory = run_dir(out_dir, run)
+    current = run_fingerprint(study, run)
+    record = records.read_record(directory)
+    if record is not None:
+        stored = record.get("fingerprint")
+    else:
+        stored = records.read_json(directory / IDENTITY_FILE, what="run identity")
+        if stored is None:
+            return TO_RUN, []
+    if stored == current:
+        return (FINISHED if record is not None else TO_RUN), []
+    return STALE, fingerprint_changes(stored, current)
 
 
 def is_finished(out_dir: str | Path, study: StudySpec, run: Run) -> bool:
     """Whether the run's record exists and was made with the study's current settings.
 
     Raises:
-        StudyError: a record exists but was made with other settings (it would silently mix
-            results of two different studies).
+        StudyError: the run (finished, or started) was made with other settings or distribution
+            contents (it would silently mix results of two different studies).
     """
-    record = records.read_record(run_dir(out_dir, run))
-    if record is None:
-        return False
-    if record.get("fingerprint") != run_fingerprint(study, run):
+    state, changes = run_state(out_dir, study, run)
+    if state == STALE:
         raise StudyError(
             f"Run {run.id!r} in {str(out_dir)!r} was made with other settings than the study "
-            f"{study.name!r} now asks for. Use another --out, or --overwrite to redo it."
+            f"{study.name!r} now asks for (changed: {'; '.join(changes)}). Use another --out, "
+            "or --overwrite to redo it."
         )
-    return True
+    return state == FINISHED
 
 
 def _default_train(config_fields: dict[str, Any], train_dir: Path, overwrite: bool) -> dict:
@@ -139,19 +218,31 @@ def _sensitivity_stage(study, run, directory, sensitivity_fn) -> dict[str, dict]
     }
     for test in tests:
         path = directory / "sensitivity" / f"{test.label}.json"
-        # A result left by an interrupted run is reused only if made with today's settings.
-        if not path.is_file() or any(
-            json.loads(path.read_text()).get(k) != v for k, v in settings.items()
-        ):
-            result = sensitivity_fn(
+        # A result left by an interrupted run is reused only if made with today's settings (an
+        # unreadable one, damaged from outside, is recomputed).
+        cached = _read_cached(path)
+        if cached is None or any(cached.get(k) != v for k, v in settings.items()):
+            cached = sensitivity_fn(
                 directory / "train",
                 test.ref,
                 **settings,
                 batch_size=study.sensitivity.batch_size,
             )
-            write_json_atomic(path, result)
-        results[test.label] = json.loads(path.read_text())
+            write_json_atomic(path, cached)
+            cached = json.loads(path.read_text())
+        results[test.label] = cached
     return results
+
+
+def _read_cached(path: Path) -> dict | None:
+    try:
+        value = json.loads(path.read_text())
+    except FileNotFoundError:
+        return None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        log.warning("%s is unreadable (%s); recomputing it", path, err)
+        return None
+    return value if isinstance(value, dict) else None
 
 
 def execute_run(
@@ -183,7 +274,13 @@ def execute_run(
     directory = run_dir(out_dir, run)
     if overwrite and directory.exists():
         shutil.rmtree(directory)
+    elif not overwrite:
+        is_finished(out_dir, study, run)  # refuses a run started with other settings
     directory.mkdir(parents=True, exist_ok=True)
+    fingerprint = run_fingerprint(study, run)
+    # Written before the first stage, so a relaunch with other settings or distribution contents
+    # is refused for an interrupted run too (training would resume it as it is).
+    write_json_atomic(directory / IDENTITY_FILE, fingerprint)
     start = time.monotonic()
     raw_metrics = _train_stage(study, run, directory, overwrite, train_fn or _default_train)
     trained = time.monotonic()
@@ -195,9 +292,7 @@ def execute_run(
         study, run, directory, sensitivity_fn or _PermutationAnalysis()
     )
     seconds = {"train": trained - start, "sensitivity": time.monotonic() - trained}
-    record = records.build_record(
-        run, run_fingerprint(study, run), metrics, sensitivity, seconds
-    )
+    record = records.build_record(run, fingerprint, metrics, sensitivity, seconds)
     write_json_atomic(records.record_path(directory), record)
     return record
 
@@ -211,6 +306,57 @@ def _format_duration(seconds: float) -> str:
         return f"{minutes}m{seconds:02d}s"
     hours, minutes = divmod(minutes, 60)
     return f"{hours}h{minutes:02d}m"
+
+
+def run_states(
+    study: StudySpec, out_dir: str | Path, shard: tuple[int, int] = (0, 1)
+) -> list[tuple[Run, str, list[str]]]:
+    """``(run, state, changes)`` for each run of a shard: what a launch would do with it.
+
+    ``state`` is ``"finished"`` (skipped), ``"to run"``, or ``"stale"`` (made or started with
+    other settings or distribution contents: a launch refuses it, ``--overwrite`` redoes it);
+    ``changes`` says what changed (stale runs only).
+    """
+    return [(run, *run_state(out_dir, study, run)) for run in shard_runs(plan_runs(study), *shard)]
+
+
+def _refuse_stale(study: StudySpec, out_dir, states) -> None:
+    stale = [(run, changes) for run, state, changes in states if state == STALE]
+    if not stale:
+        return
+    listed = "; ".join(f"{run.id} ({', '.join(changes)})" for run, changes in stale[:5])
+    more = f"; and {len(stale) - 5} more" if len(stale) > 5 else ""
+    raise StudyError(
+        f"{len(stale)} run(s) in {str(out_dir)!r} were made with other settings than the study "
+        f"{study.name!r} now asks for: {listed}{more}. Nothing was run. Use another --out, or "
+        "--overwrite to redo them."
+    )
+
+
+def check_out_dir(out_dir: str | Path) -> Path:
+    """``out_dir`` as a Path; refuses one that exists and is not a directory."""
+    path = Path(out_dir)
+    if path.exists() and not path.is_dir():
+        raise StudyError(
+            f"Output directory {str(path)!r} exists and is not a directory. Give a directory "
+            "(it is created if missing)."
+        )
+    return path
+
+
+# Errors of the disk rather than of a run: every later run would fail the same way.
+_ENVIRONMENT_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)
+
+
+def release_session() -> None:
+    """Frees what Keras keeps between models (its graph, layer names, cached functions).
+
+    Without it every run of a study leaves its models in Keras' global state: about 29 MB of
+    peak memory per run, measured before this call existed.
+    """
+    if "keras" in sys.modules:  # nothing to free if no run has used Keras
+        sys.modules["keras"].backend.clear_session()
+    gc.collect()
 
 
 def write_study_file(out_dir: str | Path, study: StudySpec) -> Path:
@@ -238,10 +384,22 @@ def run_study(
 
     Returns:
         One ``RunOutcome`` per run of the shard, in run order. A run that raises is logged and
-        reported as ``"failed"``; the others still run (``KeyboardInterrupt`` stops the study).
+        reported as ``"failed"``; the others still run (``KeyboardInterrupt`` stops the study,
+        and so does a full or read-only disk: the ``OSError`` is raised).
+
+    Raises:
+        StudyError: ``out_dir`` is not a directory; or (without ``overwrite``) some runs were
+            made or started with other settings or distribution contents (nothing is run).
     """
+    check_out_dir(out_dir)
+    study = expand_study(study, out_dir)  # a sweep's points, each with its spec files
     runs: Sequence[Run] = shard_runs(plan_runs(study), *shard)
-    pending = {r.id for r in runs if overwrite or not is_finished(out_dir, study, r)}
+    if overwrite:
+        pending = {r.id for r in runs}
+    else:
+        states = run_states(study, out_dir, shard)
+        _refuse_stale(study, out_dir, states)
+        pending = {run.id for run, state, _ in states if state != FINISHED}
     # Only now: a study refused for clashing with finished runs leaves study.json as it was.
     write_study_file(out_dir, study)
     log.info(
@@ -256,6 +414,7 @@ def run_study(
             outcomes.append(RunOutcome(run.id, "skipped", 0.0))
             log.info("[%d/%d] %s: skipped (already finished)", k, len(runs), run.id)
             continue
+        release_session()  # what the previous run left in Keras' global state
         run_start = time.monotonic()
         try:
             record = execute_run(
@@ -263,6 +422,12 @@ def run_study(
                 overwrite=overwrite, train_fn=train_fn, sensitivity_fn=sensitivity_fn,
             )  # fmt: skip
         except Exception as err:  # e.g. a diverged run: the other runs of the study still run
+            if isinstance(err, OSError) and err.errno in _ENVIRONMENT_ERRNOS:
+                log.error(
+                    "[%d/%d] %s: stopped, the study cannot write its output (%s); relaunch "
+                    "when fixed: finished stages are kept", k, len(runs), run.id, err,
+                )  # fmt: skip
+                raise
             ran_seconds.append(time.monotonic() - run_start)
             outcomes.append(RunOutcome(run.id, "failed", ran_seconds[-1], f"{err!r}"))
             log.exception("[%d/%d] %s: FAILED; the study goes on without it", k, len(runs), run.id)
@@ -279,6 +444,7 @@ def run_study(
             _format_duration(record["seconds"]["sensitivity"]),
             _format_duration(time.monotonic() - started), _format_duration(estimate), left,
         )  # fmt: skip
+    release_session()
     failed = [o.run_id for o in outcomes if o.status == "failed"]
     if failed:
         log.error("%d run(s) failed (relaunch to retry them): %s", len(failed), ", ".join(failed))

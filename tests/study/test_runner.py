@@ -122,12 +122,15 @@ def test_shards_merge_to_the_unsharded_study(study, tmp_path, fake_stages):
 def test_changed_settings_are_not_mixed(study, tmp_path, fake_stages, tiny_study_files):
     out = tmp_path / "out"
     _run(study, out, fake_stages())
+    aggregate_study(study, out)
+    results = (out / "results.csv").read_text()
     changed = load_study(str(tiny_study_files(tmp_path / "spec2", budget="epochs = 9")))
-    with pytest.raises(StudyError, match="other settings.*--overwrite"):
+    with pytest.raises(StudyError, match="4 run.*other settings.*the train settings.*--overwrite"):
         _run(changed, out, fake_stages())
     assert read_study_file(out).to_dict() == study.to_dict()  # the refusal changed nothing
-    agg = aggregate_study(changed, out)
-    assert len(agg.stale) == 4 and agg.records == []
+    with pytest.raises(StudyError, match="4 run.*other settings.*nothing was written"):
+        aggregate_study(changed, out)
+    assert (out / "results.csv").read_text() == results  # not replaced by an empty table
     stages = fake_stages()
     _run(changed, out, stages, overwrite=True)
     assert len(stages.train_calls) == 4
