@@ -14,11 +14,14 @@ from typing import Any
 
 from nodulelearn.atomic_files import write_csv_atomic, write_text_atomic
 from nodulelearn.study import records
+from nodulelearn.study.availability import write_availability_outputs
 from nodulelearn.study.figures import ood_accuracy_plot, reliance_heatmap
 from nodulelearn.study.plan import plan_runs
 from nodulelearn.study.runner import FINISHED, STALE, STUDY_FILE, run_dir, run_state
 from nodulelearn.study.spec import StudyError, StudySpec, study_from_dict
 from nodulelearn.study.summary import summary_markdown
+from nodulelearn.study.sweep import expand_study, point_columns
+from nodulelearn.study.sweep_outputs import write_sweep_outputs
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +76,7 @@ def read_study_file(out_dir: str | Path) -> StudySpec:
 
 def collect(study: StudySpec, out_dir: str | Path) -> Aggregate:
     """Reads the records of every run of the study; builds the CSV rows of the finished ones."""
+    study = expand_study(study, out_dir)  # a sweep's points, as the runner ran them
     found, missing, stale = [], [], []
     for run in plan_runs(study):
         state, _ = run_state(out_dir, study, run)
@@ -86,8 +90,10 @@ def collect(study: StudySpec, out_dir: str | Path) -> Aggregate:
         records=found,
         missing=missing,
         stale=stale,
-        result_rows=[row for r in found for row in records.result_rows(r)],
-        sensitivity_rows=[row for r in found for row in records.sensitivity_rows(r)],
+        result_rows=point_columns(study, [row for r in found for row in records.result_rows(r)]),
+        sensitivity_rows=point_columns(
+            study, [row for r in found for row in records.sensitivity_rows(r)]
+        ),
     )
 
 
@@ -107,6 +113,7 @@ def aggregate_study(study: StudySpec, out_dir: str | Path) -> Aggregate:
             nothing is written.
     """
     out_dir = Path(out_dir)
+    study = expand_study(study, out_dir)
     agg = collect(study, out_dir)
     if agg.stale:
         # Writing the tables without them would replace the results of the study they were made
@@ -149,6 +156,8 @@ def aggregate_study(study: StudySpec, out_dir: str | Path) -> Aggregate:
     ):
         if figure is not None:
             written.append(figure)
+    written += write_sweep_outputs(study, agg.records, out_dir)
+    written += write_availability_outputs(study, agg.records, out_dir)
     agg.written = written
     log.info(
         "Aggregated %d of %d run(s) into %s",

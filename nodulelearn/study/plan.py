@@ -1,4 +1,9 @@
-"""The runs of a study (loss x training distribution x seed), their configs and their shards."""
+"""The runs of a study (loss x training distribution x seed), their configs and their shards.
+
+A swept training distribution contributes one training distribution per point of its sweep
+(sweep.py): ``plan_runs`` lists their runs either way, but only the runs of a study expanded by
+``sweep.expand_study`` (whose points have their own spec files) have a training config.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from nodulelearn.study.spec import LossEntry, StudySpec, TrainEntry
+from nodulelearn.study.spec import LossEntry, StudyError, StudySpec, TrainEntry
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,8 +70,12 @@ def plan_runs(study: StudySpec) -> list[Run]:
         study: a validated study (``ood`` resolved).
 
     Returns:
-        ``len(losses) * len(train) * len(seeds)`` runs sorted by ``Run.id``.
+        ``len(losses) * len(train points) * len(seeds)`` runs sorted by ``Run.id``, where an
+        entry without a sweep is one point.
     """
+    from nodulelearn.study.sweep import point_entries
+
+    entries = [point for entry in study.train for point in point_entries(entry)]
     runs = [
         Run(
             id=f"{loss.id}__{train.id}__s{seed}",
@@ -76,7 +85,7 @@ def plan_runs(study: StudySpec) -> list[Run]:
             tests=eval_dists(train),
         )
         for loss in study.losses
-        for train in study.train
+        for train in entries
         for seed in study.seeds
     ]
     return sorted(runs, key=lambda r: r.id)
@@ -120,11 +129,19 @@ def train_config_fields(study: StudySpec, run: Run) -> dict[str, Any]:
 
     ``probe_epochs`` is dropped for losses trained end to end: it is the linear-probe phase of the
     pretrain_probe protocol, which they do not have (TrainConfig rejects it for them).
-    """
-    from nodulelearn import losses
 
+    Raises:
+        StudyError: the run is a sweep point of a study not expanded by ``sweep.expand_study``
+            (its distributions would be the base entry's, not the point's).
+    """
+    if run.train.point and not run.train.materialised:
+        raise StudyError(
+            f"Run {run.id!r} is a point of a sweep, but the study was not expanded: call "
+            "nodulelearn.study.sweep.expand_study(study, out_dir) first, which writes the "
+            "point's distributions."
+        )
     budget = dict(study.budget)
-    if losses.info(run.loss.loss).protocol != "pretrain_probe":
+    if not _uses_probe_epochs(run.loss.loss):
         budget.pop("probe_epochs", None)
     return {
         **budget,
@@ -134,3 +151,14 @@ def train_config_fields(study: StudySpec, run: Run) -> dict[str, Any]:
         "test_dists": tuple(t.ref for t in run.tests),
         "seed": run.seed,
     }
+
+
+def _uses_probe_epochs(loss: str) -> bool:
+    """Whether the protocol that trains ``loss`` has a linear-probe phase (``probe_epochs``)."""
+    from nodulelearn.training import protocols
+
+    if hasattr(protocols, "protocol_for"):  # protocols chosen from what a loss consumes
+        return protocols.protocol_for(loss).uses("probe_epochs")
+    from nodulelearn import losses
+
+    return losses.info(loss).protocol == "pretrain_probe"

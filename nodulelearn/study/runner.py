@@ -29,6 +29,7 @@ from nodulelearn.atomic_files import to_jsonable, write_json_atomic
 from nodulelearn.study import records
 from nodulelearn.study.plan import Run, plan_runs, shard_runs, train_config_fields
 from nodulelearn.study.spec import StudyError, StudySpec
+from nodulelearn.study.sweep import expand_study
 
 log = logging.getLogger(__name__)
 
@@ -391,6 +392,7 @@ def run_study(
             made or started with other settings or distribution contents (nothing is run).
     """
     check_out_dir(out_dir)
+    study = expand_study(study, out_dir)  # a sweep's points, each with its spec files
     runs: Sequence[Run] = shard_runs(plan_runs(study), *shard)
     if overwrite:
         pending = {r.id for r in runs}

@@ -25,12 +25,21 @@ A study is a TOML file (or the name of a packaged preset, ``nodulelearn/study/pr
     [train.margin_size] # one table per training distribution (key: preset name, or set `dist`)
     ood = ["margin_size_flip", "margin_only"]   # its out-of-distribution test sets
 
+    [train.margin_noise]
+    core = "margin"     # optional: the pair's core and shortcut modes (sweep figures, bias)
+    shortcut = "noise"
+    [train.margin_noise.sweep]    # optional: one run per point of the grid (1 or 2 fields)
+    "modes.noise.alignment" = [0.0, 0.5, 1.0]
+
 A training distribution's in-distribution test set is the distribution itself (a fresh sample);
 ``ood`` defaults to the preset's ``ood_companions``. ``dist`` and ``ood`` entries are dataset preset
 names or paths to distribution TOML files (relative paths are relative to the study file).
 
 This module only parses and checks the file's shape; ``validate_study`` (validate.py) checks the
-names against the loss registry, the dataset presets and TrainConfig.
+names against the loss registry, the dataset presets and TrainConfig; sweep.py expands sweeps.
+
+``kind = "availability"`` (top level) marks a study of single-mode distributions whose
+aggregation also writes availability.csv and availability.png (availability.py).
 """
 
 from __future__ import annotations
@@ -51,7 +60,13 @@ except ModuleNotFoundError:  # Python 3.10
 # Fields of TrainConfig that the study sets per run; a [budget] table may not set them.
 RUN_FIELDS = ("loss", "loss_params", "train_dist", "test_dists", "seed")
 SENSITIVITY_ON = ("all", "id")
-_TOP_KEYS = ("name", "description", "seeds", "budget", "sensitivity", "losses", "train")
+_TOP_KEYS = (
+    "name", "description", "kind", "seeds", "budget", "sensitivity", "losses", "train",
+)
+_TRAIN_KEYS = ("dist", "ood", "core", "shortcut", "sweep")
+STUDY_KINDS = ("compare", "availability")
+#: At most this many spec fields swept at once (a 1-D curve or a 2-D grid).
+MAX_SWEPT_FIELDS = 2
 _SENSITIVITY_KEYS = ("n", "repeats", "on", "batch_size")
 
 
@@ -83,11 +98,36 @@ class TrainEntry:
         dist: dataset preset name or absolute path of a distribution TOML.
         ood: its out-of-distribution test sets (preset names or absolute paths); ``None`` means
             "the preset's ``ood_companions``", resolved by ``validate_study``.
+        core, shortcut: the pair's core and shortcut modes, or ``None`` (sweep.py infers them).
+        sweep: ``((spec path, (value, ...)), ...)``: the swept fields in file order (empty: no
+            sweep). A study with sweeps runs one run per grid point (see sweep.py).
+        point: ``((spec path, value), ...)``: the grid point of an entry expanded from a sweep.
+        base: the id of the entry a point was expanded from (``None`` if not a point).
+        materialised: whether ``dist`` and ``ood`` of a point are the point's own spec files
+            (``sweep.expand_study``) rather than the base entry's references.
     """
 
     id: str
     dist: str
     ood: tuple[str, ...] | None
+    core: str | None = None
+    shortcut: str | None = None
+    sweep: tuple[tuple[str, tuple[Any, ...]], ...] = ()
+    point: tuple[tuple[str, Any], ...] = ()
+    base: str | None = None
+    materialised: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        """The ``[train.<id>]`` table (points are not written: their sweep is)."""
+        table: dict[str, Any] = {"dist": self.dist}
+        if self.ood is not None:
+            table["ood"] = list(self.ood)
+        for key in ("core", "shortcut"):
+            if getattr(self, key) is not None:
+                table[key] = getattr(self, key)
+        if self.sweep:
+            table["sweep"] = {path: list(values) for path, values in self.sweep}
+        return table
 
 
 @dataclasses.dataclass(frozen=True)
@@ -120,6 +160,9 @@ class StudySpec:
         losses: the losses, in file order.
         train: the training distributions, in file order.
         source: where the study was read from (preset name or path), for messages.
+        kind: ``"compare"`` (default) or ``"availability"`` (see the module docstring).
+        unexpanded: for a study whose sweeps ``sweep.expand_study`` expanded into points, the
+            study as written (``to_dict`` writes it, so study.json keeps the sweep tables).
     """
 
     name: str
@@ -130,20 +173,27 @@ class StudySpec:
     losses: tuple[LossEntry, ...]
     train: tuple[TrainEntry, ...]
     source: str = ""
+    kind: str = "compare"
+    unexpanded: StudySpec | None = dataclasses.field(default=None, compare=False, repr=False)
+
+    @property
+    def has_sweeps(self) -> bool:
+        """Whether the study (as written) sweeps any spec field."""
+        return any(e.sweep or e.point for e in self.train)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able dict; ``study_from_dict(spec.to_dict())`` gives the spec back."""
+        if self.unexpanded is not None:
+            return self.unexpanded.to_dict()
         return {
             "name": self.name,
             "description": self.description,
+            "kind": self.kind,
             "seeds": list(self.seeds),
             "budget": dict(self.budget),
             "sensitivity": dataclasses.asdict(self.sensitivity),
             "losses": {e.id: {"loss": e.loss, **dict(e.params)} for e in self.losses},
-            "train": {
-                e.id: {"dist": e.dist, **({} if e.ood is None else {"ood": list(e.ood)})}
-                for e in self.train
-            },
+            "train": {e.id: e.to_dict() for e in self.train},
         }
 
 
@@ -269,6 +319,11 @@ def study_from_dict(
         )
     if len(set(seeds)) != len(seeds):
         raise _fail(source, f"`seeds` has duplicates: {seeds!r}")
+    kind = data.get("kind", "compare")
+    if kind not in STUDY_KINDS:
+        raise _fail(
+            source, f"`kind` must be one of {', '.join(STUDY_KINDS)}. Received: {kind!r}"
+        )
 
     budget = _table(source, data, "budget", required=False)
     clash = sorted(set(budget) & set(RUN_FIELDS))
@@ -308,7 +363,7 @@ def study_from_dict(
     for dist_id, table in _table(source, data, "train", required=True).items():
         if not isinstance(table, dict):
             raise _fail(source, f"[train.{dist_id}] must be a table. Received: {table!r}")
-        _check_keys(source, f"[train.{dist_id}]", table, ("dist", "ood"))
+        _check_keys(source, f"[train.{dist_id}]", table, _TRAIN_KEYS)
         dist = _resolve_dist(
             table.get("dist", dist_id), base_dir, source, f"[train.{dist_id}] dist"
         )
@@ -319,7 +374,15 @@ def study_from_dict(
             ood = tuple(
                 _resolve_dist(o, base_dir, source, f"[train.{dist_id}] ood entry") for o in ood
             )
-        train.append(TrainEntry(id=dist_id, dist=dist, ood=ood))
+        pair = {}
+        for key in ("core", "shortcut"):
+            if key in table and (not isinstance(table[key], str) or not table[key]):
+                raise _fail(
+                    source, f"[train.{dist_id}] {key} must be a mode name. Received: {table[key]!r}"
+                )
+            pair[key] = table.get(key)
+        sweep = _sweep_table(source, dist_id, table.get("sweep"))
+        train.append(TrainEntry(id=dist_id, dist=dist, ood=ood, sweep=sweep, **pair))
 
     for entry_id in [e.id for e in losses] + [e.id for e in train]:
         if "__" in entry_id or "/" in entry_id:
@@ -327,6 +390,7 @@ def study_from_dict(
 
     return StudySpec(
         name=name,
+        kind=kind,
         description=str(data.get("description", "")),
         seeds=tuple(seeds),
         budget=dict(budget),
@@ -336,3 +400,40 @@ def study_from_dict(
         source=source,
     )
 
+
+
+def _sweep_table(source: str, dist_id: str, table: Any) -> tuple[tuple[str, tuple], ...]:
+    """The ``[train.<id>.sweep]`` table: 1 to ``MAX_SWEPT_FIELDS`` spec paths, each a value list.
+
+    Only the shape is checked here; sweep.check_sweeps checks every point against the spec.
+    """
+    where = f"[train.{dist_id}.sweep]"
+    if table is None:
+        return ()
+    if not isinstance(table, dict) or not table:
+        raise _fail(
+            source,
+            f"{where} must be a table of spec paths, each a list of values, e.g. "
+            f'"modes.noise.alignment" = [0.0, 0.5, 1.0]. Received: {table!r}',
+        )
+    if len(table) > MAX_SWEPT_FIELDS:
+        raise _fail(
+            source,
+            f"{where} sweeps {len(table)} fields ({', '.join(table)}); at most "
+            f"{MAX_SWEPT_FIELDS} (a curve or a grid) are supported.",
+        )
+    sweep = []
+    for path, values in table.items():
+        if not isinstance(path, str) or not path or any(not p for p in path.split(".")):
+            raise _fail(source, f"{where}: {path!r} is not a dotted spec path (e.g. modes.noise.alignment).")
+        if not isinstance(values, list) or not values:
+            raise _fail(
+                source, f"{where} {path!r} must be a non-empty list of values. Received: {values!r}"
+            )
+        for value in values:
+            if isinstance(value, float) and not math.isfinite(value):
+                raise _fail(source, f"{where} {path!r}: values must be finite. Received: {value!r}")
+        if len({repr(v) for v in values}) != len(values):
+            raise _fail(source, f"{where} {path!r} has duplicate values: {values!r}")
+        sweep.append((path, tuple(values)))
+    return tuple(sweep)

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import dataclasses
 
+from nodulelearn.study.availability import check_availability_study
 from nodulelearn.study.spec import RUN_FIELDS, StudyError, StudySpec, TrainEntry
+from nodulelearn.study.sweep import check_sweeps, without_sweeps
 
 
 def _check_losses(study: StudySpec) -> None:
@@ -102,5 +104,7 @@ def validate_study(study: StudySpec) -> StudySpec:
     _check_budget(study)
     train = tuple(_resolve_train(study, entry) for entry in study.train)
     study = dataclasses.replace(study, train=train)
-    _check_run_configs(study)
+    check_sweeps(study)  # every sweep point's distributions, before any training
+    check_availability_study(study)
+    _check_run_configs(without_sweeps(study))
     return study

@@ -1,0 +1,192 @@
+"""Availability of a mode: how well a model learns it when it is the only mode predicting the label.
+
+A study of ``kind = "availability"`` trains each loss on distributions in which exactly one mode
+predicts the label (the ``<mode>_only`` presets: that mode has alignment 1, every other mode
+varies independently of the label). Its aggregation writes:
+
+``availability.csv``: one row per (loss, mode), means over seeds:
+
+* ``accuracy``: in-distribution test accuracy at the end of training (``accuracy_sd`` over seeds);
+* ``curve_auc``: the area under the validation-accuracy curve over the epochs of the phase that
+  trains the classifier, normalised to [0, 1]: the mean of the validation accuracy over those
+  epochs (each epoch a step of width 1/E). A mode learned at once scores near its final accuracy,
+  one learned late scores lower, which ranks modes that all end near 1 (Hermann et al. 2023 use
+  the same idea). For end-to-end losses the phase is training itself; for pretrain_probe losses
+  it is the linear probe on the frozen encoder (the pretraining phase has no classifier), so
+  their curve_auc says how quickly a linear probe reads the mode off the features;
+* ``train_dist``, ``seeds`` (how many), ``epochs`` (of that phase).
+
+``availability.png``: accuracy and curve_auc per mode (sorted by mean curve_auc), one bar per loss.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from nodulelearn.atomic_files import save_figure_atomic, write_csv_atomic
+from nodulelearn.study import stats
+from nodulelearn.study.spec import StudyError, StudySpec
+
+log = logging.getLogger(__name__)
+
+COLUMNS = ("loss", "mode", "train_dist", "accuracy", "accuracy_sd", "curve_auc", "curve_auc_sd",
+           "seeds", "epochs")
+
+
+def predictive_mode(ref: str) -> str:
+    """The one mode of a distribution whose value depends on the label.
+
+    Raises:
+        StudyError: none or several modes have a nonzero alignment.
+    """
+    from nodulelearn.datasets import load_spec
+
+    modes = [m for m, s in load_spec(ref).modes.items() if s.fixed is None and s.alignment != 0]
+    if len(modes) != 1:
+        raise StudyError(
+            f"An availability study trains on distributions where exactly one mode predicts the "
+            f"label (e.g. the <mode>_only presets); {ref!r} has {len(modes)}: "
+            f"{', '.join(modes) or 'none'}."
+        )
+    return modes[0]
+
+
+def curve_auc(val_accuracy: Sequence[float]) -> float:
+    """Mean of the validation accuracy over epochs: the area under the curve, in [0, 1].
+
+    Raises:
+        ValueError: an empty curve or a value outside [0, 1].
+    """
+    values = [float(v) for v in val_accuracy]
+    if not values:
+        raise ValueError("curve_auc needs at least one epoch of validation accuracy.")
+    if not all(0.0 <= v <= 1.0 for v in values):
+        raise ValueError(f"Validation accuracies must lie in [0, 1]. Received: {values}")
+    return sum(values) / len(values)
+
+
+def val_curve(history_csv: str | Path) -> list[float]:
+    """Validation accuracy per epoch of the last phase with one, from training's history.csv.
+
+    Returns:
+        The curve, or ``[]`` if the file is missing or has no ``val_accuracy``.
+    """
+    path = Path(history_csv)
+    if not path.is_file():
+        return []
+    with open(path, newline="") as f:
+        rows = [r for r in csv.DictReader(f) if r.get("val_accuracy") not in (None, "")]
+    if not rows:
+        return []
+    last_phase = rows[-1].get("phase")
+    return [float(r["val_accuracy"]) for r in rows if r.get("phase") == last_phase]
+
+
+def availability_rows(
+    study: StudySpec, records: Sequence[Mapping[str, Any]], out_dir: str | Path
+) -> list[dict[str, Any]]:
+    """The rows of availability.csv (module docstring) from the finished runs' records."""
+    from nodulelearn.study.runner import run_dir
+
+    dists = {e.id: e.dist for e in study.train}
+    cells: dict[tuple[str, str], dict[str, Any]] = {}
+    for record in records:
+        mode = predictive_mode(dists[record["train_dist"]])
+        id_test = next(t["label"] for t in record["tests"] if t["role"] == "id")
+        curve = val_curve(run_dir(out_dir, record["run_id"]) / "train" / "history.csv")
+        if not curve:
+            log.warning("Run %s has no validation-accuracy curve in its history.csv; its "
+                        "curve_auc is left out.", record["run_id"])
+        cell = cells.setdefault((record["loss"], mode), {
+            "train_dist": record["train_dist"], "accuracy": [], "curve_auc": [], "epochs": 0})
+        cell["accuracy"].append(record["metrics"][id_test]["accuracy"])
+        if curve:
+            cell["curve_auc"].append(curve_auc(curve))
+            cell["epochs"] = len(curve)
+    rows = []
+    for (loss, mode), cell in cells.items():
+        acc, auc = stats.estimate(cell["accuracy"]), stats.estimate(cell["curve_auc"])
+        rows.append({
+            "loss": loss, "mode": mode, "train_dist": cell["train_dist"],
+            "accuracy": acc.mean, "accuracy_sd": "" if acc.k < 2 else acc.sd,
+            "curve_auc": "" if auc.k == 0 else auc.mean,
+            "curve_auc_sd": "" if auc.k < 2 else auc.sd,
+            "seeds": acc.k, "epochs": cell["epochs"],
+        })  # fmt: skip
+    return rows
+
+
+def availability_figure(rows: Sequence[Mapping[str, Any]], path: str | Path) -> Path | None:
+    """availability.png: accuracy and curve_auc per mode (by mean curve_auc), a bar per loss."""
+    if not rows:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    def value(row, key):
+        v = row[key]
+        return math.nan if v in ("", None) else float(v)
+
+    losses = list(dict.fromkeys(r["loss"] for r in rows))
+    modes = list(dict.fromkeys(r["mode"] for r in rows))
+    score = {m: [value(r, "curve_auc") for r in rows if r["mode"] == m] for m in modes}
+    modes.sort(key=lambda m: -sum(v for v in score[m] if math.isfinite(v)) / max(
+        1, sum(math.isfinite(v) for v in score[m])))
+    fig, axes = plt.subplots(1, 2, figsize=(2.0 + 0.9 * len(modes) * 2, 3.4), sharey=True)
+    width = 0.8 / len(losses)
+    for ax, key, label in ((axes[0], "accuracy", "ID accuracy (alone)"),
+                           (axes[1], "curve_auc", "val-accuracy curve AUC")):
+        for k, loss in enumerate(losses):
+            by_mode = {r["mode"]: r for r in rows if r["loss"] == loss}
+            xs = [i - 0.4 + width * (k + 0.5) for i, m in enumerate(modes) if m in by_mode]
+            ys = [value(by_mode[m], key) for m in modes if m in by_mode]
+            sds = [value(by_mode[m], f"{key}_sd") for m in modes if m in by_mode]
+            ax.bar(xs, ys, width, yerr=[0.0 if not math.isfinite(s) else s for s in sds],
+                   capsize=2, label=loss)
+        ax.axhline(0.5, color="grey", linewidth=0.8, linestyle=":")
+        ax.set_xticks(range(len(modes)), modes, rotation=40, ha="right")
+        ax.set_ylim(0.0, 1.05)
+        ax.set_title(label, fontsize=9)
+    axes[0].legend(fontsize=7)
+    fig.tight_layout()
+    return save_figure_atomic(path, fig)
+
+
+def write_availability_outputs(
+    study: StudySpec, records: Sequence[Mapping[str, Any]], out_dir: str | Path
+) -> list[Path]:
+    """Writes availability.csv and availability.png for a ``kind = "availability"`` study.
+
+    Returns:
+        The paths written; nothing for other studies.
+    """
+    if study.kind != "availability":
+        return []
+    rows = availability_rows(study, records, out_dir)
+    written = [write_csv_atomic(Path(out_dir) / "availability.csv", rows, list(COLUMNS))]
+    figure = availability_figure(rows, Path(out_dir) / "availability.png")
+    if figure is not None:
+        written.append(figure)
+    return written
+
+
+def check_availability_study(study: StudySpec) -> None:
+    """An availability study's training distributions each have exactly one predictive mode.
+
+    Raises:
+        StudyError: naming the entry and its predictive modes.
+    """
+    if study.kind != "availability":
+        return
+    for entry in study.train:
+        try:
+            predictive_mode(entry.dist)
+        except StudyError as err:
+            raise StudyError(f"Study {study.source!r}, [train.{entry.id}]: {err}") from None
