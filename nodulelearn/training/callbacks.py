@@ -5,7 +5,8 @@ The backup (``backup/<phase>/latest.weights.h5`` + ``training_metadata.json``, t
 renamed into place, so a kill or a full disk inside the write leaves the previous backup intact.
 The weights file carries its own epoch (an HDF5 attribute), so the rename is the one commit point.
 On resume the file is read through before it is trusted; an unreadable one is reported, set aside
-(renamed ``*.corrupt``, never deleted) and the phase restarts from its first epoch.
+(moved to ``backup_corrupt/<phase>/``, never deleted) and the phase restarts from its first
+epoch.
 
 Only public Keras API is used here (``save_weights``, ``load_weights``, ``optimizer.build``).
 """
@@ -37,12 +38,17 @@ TEMPORARY_PREFIX = ".tmp-"
 #: A trainable weight beyond this magnitude means the optimisation has blown up.
 WEIGHT_LIMIT = 1e6
 
-#: Test hook: ``fn(event, path)`` called at file events (``"backup_written"``: the temporary
-#: weights are complete and about to be renamed to ``path``). Tests raise or ``os._exit`` here.
+#: Where unreadable backups are moved (beside ``backup/``, which a complete run deletes).
+CORRUPT_DIR = "backup_corrupt"
+
+#: Test hook: ``fn(event, path)`` called at file events: ``"backup_written"`` (``path``: the
+#: temporary weights file, complete, about to be renamed into place) and ``"model_staged"``
+#: (``path``: the temporary ``model.keras``, evaluated next). Tests raise or ``os._exit`` here.
 fault_hook: Callable[[str, Path], None] | None = None
 
 
-def _event(name: str, path: Path) -> None:
+def event(name: str, path: Path) -> None:
+    """Calls the test hook, if any."""
     if fault_hook is not None:
         fault_hook(name, path)
 
@@ -97,7 +103,7 @@ class AtomicBackup(keras.callbacks.Callback):
                 f.attrs[EPOCH_ATTRIBUTE] = epoch + 1
             with open(tmp, "rb+") as f:
                 os.fsync(f.fileno())
-            _event("backup_written", final)
+            event("backup_written", tmp)
             os.replace(tmp, final)
         finally:
             with contextlib.suppress(FileNotFoundError):
@@ -120,14 +126,15 @@ def _read_through(path: Path) -> int | None:
     return None if epochs is None else int(epochs)
 
 
-def set_aside(path: Path) -> Path:
-    """Renames ``path`` to ``<path>.corrupt`` (``.corrupt2``, ... if taken); returns the new path."""
+def set_aside(path: Path, folder: Path) -> Path:
+    """Moves ``path`` into ``folder`` (``name``, else ``name.2``, ...); returns the new path."""
+    folder.mkdir(parents=True, exist_ok=True)
     for i in range(1, 1000):
-        target = path.with_name(f"{path.name}.corrupt{'' if i == 1 else i}")
+        target = folder / (path.name if i == 1 else f"{path.name}.{i}")
         if not target.exists():
             os.replace(path, target)
             return target
-    raise FileExistsError(f"Too many set-aside copies of {path}.")
+    raise FileExistsError(f"Too many set-aside copies of {path.name} in {folder}.")
 
 
 def backed_up_epoch(backup_dir: str | Path, *, phase: str = "") -> int:
@@ -135,7 +142,7 @@ def backed_up_epoch(backup_dir: str | Path, *, phase: str = "") -> int:
 
     The weights file is read through first. An unreadable one (truncated by a kill inside a
     non-atomic write, a full disk, a bad copy) is logged as a warning naming it, renamed to
-    ``*.corrupt`` and the phase restarts from its first epoch.
+    ``<run>/backup_corrupt/<phase>/`` and the phase restarts from its first epoch.
     """
     backup_dir = Path(backup_dir)
     weights = backup_dir / WEIGHTS_FILE
@@ -149,12 +156,13 @@ def backed_up_epoch(backup_dir: str | Path, *, phase: str = "") -> int:
                 epochs = int(json.load(f)["epoch"])
         return epochs
     except (OSError, ValueError, KeyError, TypeError) as error:
-        kept = set_aside(weights)
+        folder = backup_dir.parent.with_name(CORRUPT_DIR) / backup_dir.name
+        kept = set_aside(weights, folder)
         if metadata.exists():
-            set_aside(metadata)
+            set_aside(metadata, folder)
         log.warning("The backup %s is unreadable (%s: %s); set aside as %s, the %s phase "
                     "restarts from epoch 1.", weights, type(error).__name__,
-                    str(error).splitlines()[0] if str(error) else "", kept.name,
+                    str(error).splitlines()[0] if str(error) else "", kept,
                     phase or backup_dir.name)
         return 0
 

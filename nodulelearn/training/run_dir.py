@@ -10,6 +10,7 @@ Temporary files are hidden (``.name.*``); those a kill left behind are removed o
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -29,6 +30,26 @@ NOT_PART_OF_IDENTITY = ("out_dir", "overwrite", "strategy", "environment")
 
 class RunDirectoryError(RuntimeError):
     """The run directory holds another run (different config) or something else entirely."""
+
+
+def describe_os_error(error: OSError) -> str:
+    """One line for an environment error a user can fix: the path, the problem, what to do."""
+    hints = {
+        errno.ENOSPC: "the disk is full; free some space and re-run (a run resumes from its "
+                      "last backup)",
+        errno.EDQUOT: "the disk quota is exceeded; free some space and re-run",
+        errno.EACCES: "permission denied; choose a writable directory",
+        errno.EPERM: "operation not permitted; choose a writable directory",
+        errno.EROFS: "the filesystem is read-only; choose a writable directory",
+        errno.ENOTDIR: "a path component is a file, not a directory; choose another path",
+        errno.EEXIST: "a file is in the way; choose another path",
+        errno.EISDIR: "a directory is in the way; choose another path",
+    }
+    first_line = str(error).splitlines()[0] if str(error) else type(error).__name__
+    problem = hints.get(error.errno, error.strerror or first_line)
+    if error.filename:
+        return f"{error.filename}: {problem}"
+    return f"{problem} ({first_line})" if error.errno in hints else problem
 
 
 def atomic_write_json(path: str | os.PathLike, data: Any) -> None:

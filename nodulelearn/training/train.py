@@ -18,6 +18,7 @@ from nodulelearn.atomic_files import atomic_path
 from nodulelearn.datasets import spec_at_image_size
 from nodulelearn.locks import hold_lock
 from nodulelearn.training.augment import build_augment
+from nodulelearn.training.callbacks import event as file_event
 from nodulelearn.training.config import TrainConfig, resolve_config
 from nodulelearn.training.data import render_split, split_seed
 from nodulelearn.training.distribute import make_strategy, worker_info
@@ -166,6 +167,7 @@ def _train_and_export(config, strategy, run, work, is_chief, callbacks, verbose)
     # model.keras is renamed into place last: its presence never means more than status.json.
     with atomic_path(run.file("model.keras")) as staged:
         classifier.save(staged)
+        file_event("model_staged", Path(staged))
         # Evaluate what was exported: the reloaded file, outside any distribution strategy.
         exported = keras.saving.load_model(staged)
         atomic_export(exported, run.file("saved_model"))

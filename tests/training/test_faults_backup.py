@@ -1,0 +1,148 @@
+"""Faults inside the state files of a run: a kill inside the backup write or the export, a full
+disk, a damaged backup. Each must end, after a re-run, with the weights and metrics of an
+uninterrupted ``--deterministic`` run, and never with a half-written file taken for a result.
+
+Kill points are deterministic: ``callbacks.fault_hook`` is called at each file event; a child
+process ``os._exit``s there (no cleanup, like SIGKILL), or the hook raises ``OSError(ENOSPC)``.
+"""
+
+import errno
+import json
+import logging
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+
+from nodulelearn.training import TrainConfig, callbacks, train
+from nodulelearn.training.callbacks import backed_up_epoch
+
+REPO = Path(__file__).resolve().parents[2]
+ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "KERAS_BACKEND": "tensorflow",
+       "CUDA_VISIBLE_DEVICES": ""}
+CONFIG = dict(loss="ce", smoke=True, epochs=2, deterministic=True, test_dists=("clinical",))
+
+
+@pytest.fixture(scope="module")
+def whole(tmp_path_factory):
+    """The uninterrupted run every faulty run must end up identical to."""
+    run = tmp_path_factory.mktemp("faults") / "whole"
+    train(TrainConfig(**CONFIG), run, verbose=0)
+    return run
+
+
+@pytest.fixture
+def hook(monkeypatch):
+    """Installs ``fn(event, path)`` as the file-event hook for one test."""
+    def install(fn):
+        monkeypatch.setattr(callbacks, "fault_hook", fn)
+    return install
+
+
+def _assert_same_run(a, b):
+    weights_a = keras.saving.load_model(a / "model.keras").get_weights()
+    weights_b = keras.saving.load_model(b / "model.keras").get_weights()
+    for x, y in zip(weights_a, weights_b, strict=True):
+        np.testing.assert_array_equal(x, y)
+    assert (a / "metrics.json").read_text() == (b / "metrics.json").read_text()
+    assert json.loads((b / "status.json").read_text())["state"] == "complete"
+    assert not list(b.glob(".*")) and not (b / "backup").exists()  # no temporary left
+
+
+def _train_and_die(run, event, nth, *, truncate):
+    """Trains in a child process that dies (``os._exit(137)``) at the ``nth`` ``event``."""
+    script = textwrap.dedent(f"""
+        import os
+        from pathlib import Path
+        from nodulelearn.training import TrainConfig, callbacks, train
+        seen = []
+        def hook(event, path):
+            if event == {event!r}:
+                seen.append(path)
+                if len(seen) == {nth}:
+                    if {truncate!r}:  # the write got half way
+                        data = Path(path).read_bytes()
+                        Path(path).write_bytes(data[: len(data) // 2])
+                    os._exit(137)
+        callbacks.fault_hook = hook
+        train(TrainConfig(**{CONFIG!r}), {str(run)!r}, verbose=0)
+    """)
+    result = subprocess.run([sys.executable, "-c", script], cwd=REPO, env=ENV,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 137, result.stderr[-3000:]
+
+
+def test_kill_inside_the_backup_write_keeps_the_last_backup_and_resumes_bit_identical(
+        whole, tmp_path):
+    run = tmp_path / "run"
+    _train_and_die(run, "backup_written", 2, truncate=True)  # inside epoch 2's backup
+    backup = run / "backup" / "train"
+    assert len(list(backup.glob(".tmp-*.weights.h5"))) == 1  # the half-written file
+    assert backed_up_epoch(backup) == 1  # latest.weights.h5 is epoch 1's, whole
+    assert json.loads((run / "status.json").read_text())["state"] == "running"  # killed
+    assert not (run / "model.keras").exists()
+    train(TrainConfig(**CONFIG), run, verbose=0)
+    _assert_same_run(whole, run)
+
+
+def test_disk_full_in_a_backup_fails_the_run_clearly_and_it_resumes_bit_identical(
+        whole, tmp_path, hook):
+    calls = []
+
+    def disk_full(event, path):
+        if event == "backup_written":
+            calls.append(path)
+            if len(calls) == 2:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+
+    hook(disk_full)
+    run = tmp_path / "run"
+    with pytest.raises(OSError) as error:
+        train(TrainConfig(**CONFIG), run, verbose=0)
+    assert error.value.errno == errno.ENOSPC
+    status = json.loads((run / "status.json").read_text())
+    assert status["state"] == "failed" and "No space left on device" in status["reason"]
+    assert not (run / "model.keras").exists() and not (run / "metrics.json").exists()
+    assert not list((run / "backup" / "train").glob(".tmp-*"))  # the failed write is removed
+    assert backed_up_epoch(run / "backup" / "train") == 1
+    hook(None)
+    train(TrainConfig(**CONFIG), run, verbose=0)
+    _assert_same_run(whole, run)
+
+
+class _StopAfterFirstEpoch(keras.callbacks.Callback):
+    def on_epoch_end(self, epoch, logs=None):
+        raise KeyboardInterrupt("simulated interruption")
+
+
+def test_a_damaged_backup_is_reported_set_aside_and_the_phase_restarts(whole, tmp_path, caplog):
+    run = tmp_path / "run"
+    with pytest.raises(KeyboardInterrupt):
+        train(TrainConfig(**CONFIG), run, verbose=0, callbacks=[_StopAfterFirstEpoch()])
+    assert json.loads((run / "status.json").read_text())["state"] == "interrupted"
+    weights = run / "backup" / "train" / "latest.weights.h5"
+    data = weights.read_bytes()
+    weights.write_bytes(data[: len(data) // 2])  # as an in-place writer killed mid-write leaves it
+    with caplog.at_level(logging.WARNING, logger="nodulelearn.training.callbacks"):
+        train(TrainConfig(**CONFIG), run, verbose=0)
+    warnings = [r.getMessage() for r in caplog.records if "is unreadable" in r.getMessage()]
+    assert len(warnings) == 1 and str(weights) in warnings[0] and "restarts" in warnings[0]
+    kept = run / "backup_corrupt" / "train" / "latest.weights.h5"
+    assert kept.read_bytes() == data[: len(data) // 2]  # set aside, not deleted
+    _assert_same_run(whole, run)
+
+
+def test_kill_during_the_export_leaves_no_model_and_no_orphan_after_resume(whole, tmp_path):
+    run = tmp_path / "run"
+    _train_and_die(run, "model_staged", 1, truncate=False)
+    assert list(run.glob(".model.keras.*"))  # the staged, not yet renamed, model
+    assert not (run / "model.keras").exists()
+    assert json.loads((run / "status.json").read_text())["state"] == "running"
+    train(TrainConfig(**CONFIG), run, verbose=0)
+    assert not list(run.glob(".model.keras.*"))
+    _assert_same_run(whole, run)
