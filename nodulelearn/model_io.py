@@ -144,6 +144,18 @@ def check_input_shape(model, image_size: int) -> None:
         )
 
 
+def model_image_size(model) -> int | None:
+    """The square image size a model declares (``inputs[0]`` of shape ``[B, S, S, 1]``), or
+    ``None`` when it declares none (a subclassed model, open spatial dimensions)."""
+    inputs = getattr(model, "inputs", None)
+    if not inputs or len(inputs) != 1:
+        return None
+    shape = tuple(inputs[0].shape)
+    if len(shape) == 4 and shape[1] is not None and shape[1] == shape[2]:
+        return int(shape[1])
+    return None
+
+
 def check_single_output(model) -> None:
     """Checks that ``model`` declares one output of shape ``[B, 1]`` or ``[B]`` (if declared).
 

@@ -1,14 +1,21 @@
-"""Figures of the analysis (matplotlib, Agg backend): each function returns a Figure."""
+"""Figures of the analysis: each function returns a ``matplotlib.figure.Figure``.
+
+Figures are built on ``Figure`` objects, not through pyplot: no backend is chosen or switched
+(importing this module changes nothing in a notebook), and they render headless.
+"""
 
 from __future__ import annotations
 
 import matplotlib
+import numpy as np
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")  # headless: figures go to files only
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+from nodulelearn.datasets import MODE_NAMES
 
-from nodulelearn.datasets import MODE_NAMES  # noqa: E402
+
+def _subplots(*args, figsize, **kwargs):
+    fig = Figure(figsize=figsize)
+    return fig, fig.subplots(*args, **kwargs)
 
 PANELS = (
     ("reliance", "reliance (share of mean |dP|)"),
@@ -27,8 +34,8 @@ def sensitivity_figure(result: dict, title: str | None = None):
     records = result["modes"]
     labels = [r["mode"] if r["varies"] else f"{r['mode']} (does not vary)" for r in records]
     y = np.arange(len(records))
-    fig, axes = plt.subplots(1, len(PANELS), figsize=(3.2 * len(PANELS), 0.45 * len(records) + 1.6),
-                             sharey=True)
+    fig, axes = _subplots(1, len(PANELS), figsize=(3.2 * len(PANELS), 0.45 * len(records) + 1.6),
+                          sharey=True)
     for ax, (key, name) in zip(axes, PANELS, strict=True):
         values = np.array([np.nan if r[key] is None else r[key] for r in records], float)
         low = np.array([np.nan if r[f"{key}_ci_low"] is None else r[f"{key}_ci_low"]
@@ -59,7 +66,7 @@ def partial_dependence_figure(curves: dict, title: str | None = None):
     modes = [m for m in MODE_NAMES if m in curves]
     cols = 4
     rows = int(np.ceil(len(modes) / cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(3.3 * cols, 2.8 * rows), squeeze=False)
+    fig, axes = _subplots(rows, cols, figsize=(3.3 * cols, 2.8 * rows), squeeze=False)
     for ax, mode in zip(axes.flat, modes, strict=False):
         curve = curves[mode]
         x = np.arange(len(curve["values"])) if curve["kind"] == "categorical" else curve["values"]
@@ -90,8 +97,8 @@ def saliency_figure(maps: dict, title: str | None = None):
     """Rows: test images; columns: image, Grad-CAM overlay (if any), occlusion drop of P."""
     images, gradcam, occlusion = maps["images"], maps["gradcam"], maps["occlusion"]
     cols = 3 if gradcam is not None else 2
-    fig, axes = plt.subplots(len(images), cols, figsize=(2.4 * cols, 2.4 * len(images)),
-                             squeeze=False)
+    fig, axes = _subplots(len(images), cols, figsize=(2.4 * cols, 2.4 * len(images)),
+                          squeeze=False)
     limit = max(float(np.abs(occlusion).max()), 1e-6)
     for row, image in enumerate(images):
         label = "malignant" if maps["labels"][row] == 1 else "benign"
@@ -117,7 +124,7 @@ def saliency_figure(maps: dict, title: str | None = None):
 
 def comparison_figure(rows: list[str], modes: list[str], matrix: np.ndarray, metric: str):
     """Heatmap run x mode of ``metric``; NaN cells (mode not varying) are grey and marked."""
-    fig, ax = plt.subplots(figsize=(1.1 * len(modes) + 3, 0.5 * len(rows) + 1.8))
+    fig, ax = _subplots(figsize=(1.1 * len(modes) + 3, 0.5 * len(rows) + 1.8))
     masked = np.ma.masked_invalid(matrix)
     cmap = matplotlib.colormaps["viridis"].with_extremes(bad="lightgrey")
     top = float(np.nanmax(matrix)) if np.isfinite(matrix).any() else 1.0
@@ -130,5 +137,30 @@ def comparison_figure(rows: list[str], modes: list[str], matrix: np.ndarray, met
     ax.set_yticks(np.arange(len(rows)), rows)
     fig.colorbar(image, ax=ax, label=metric)
     ax.set_title(f"{metric} per run and mode (n/v: mode does not vary)", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def encoding_figure(encoding: dict, title: str | None = None):
+    """Bars of each mode's normalised encoding score in [0, 1] with its 95% interval."""
+    records = encoding["modes"]
+    labels = [r["mode"] if r["varies"] else f"{r['mode']} (does not vary)" for r in records]
+    values = np.array([np.nan if r["normalized"] is None else r["normalized"] for r in records])
+    low = np.array([np.nan if r["normalized_ci_low"] is None else r["normalized_ci_low"]
+                    for r in records])
+    high = np.array([np.nan if r["normalized_ci_high"] is None else r["normalized_ci_high"]
+                     for r in records])
+    fig, ax = _subplots(figsize=(5.5, 0.4 * len(records) + 1.4))
+    y = np.arange(len(records))
+    err = np.stack([np.clip(values - low, 0, None), np.clip(high - values, 0, None)])
+    ax.barh(y, np.nan_to_num(values), xerr=np.nan_to_num(err), color="tab:green", alpha=0.8,
+            error_kw={"ecolor": "black", "capsize": 3, "lw": 1})
+    ax.set_yticks(y, labels)
+    ax.invert_yaxis()
+    ax.set_xlim(0, 1.02)
+    ax.set_xlabel("normalised encoding (0: chance, 1: perfect linear read-out)")
+    ax.grid(axis="x", alpha=0.3)
+    ax.set_title(title or f"Encoding on {encoding.get('distribution', '?')} "
+                 f"(n={encoding.get('n')}, D={encoding.get('embedding_dim')})", fontsize=10)
     fig.tight_layout()
     return fig

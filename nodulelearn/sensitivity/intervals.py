@@ -6,6 +6,11 @@ takes one repeat (cycling through them, so all repeats weigh equally) and one re
 replacement of the test samples, and computes the effect on it; the interval is the 2.5th and
 97.5th percentile of the draws. The same draws (repeat and resample) are used for every mode,
 which makes the per-draw ``reliance`` shares across modes meaningful.
+
+Single proportions and AUCs of one test set (a model's accuracy, the retrained head's) get
+closed-form intervals that stay honest at the edges: Wilson's score interval for a proportion
+(not Wald's, which has zero width at accuracy 1.0) and DeLong's variance for an AUC (DeLong,
+DeLong & Clarke-Pearson 1988, computed with midranks as in Sun & Xu 2014).
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
+from scipy import stats
 
 from nodulelearn.binary_metrics import roc_auc
 from nodulelearn.sensitivity import metrics
@@ -51,6 +57,62 @@ def interval(draws: np.ndarray, level: float = LEVEL) -> tuple[float | None, flo
     tail = 100 * (1 - level) / 2
     low, high = np.nanpercentile(draws, [tail, 100 - tail])
     return float(low), float(high)
+
+
+def wilson_interval(successes: int, n: int, level: float = LEVEL) -> tuple[float, float]:
+    """Wilson score interval of a proportion ``successes / n``.
+
+    Raises:
+        ValueError: ``n < 1`` or ``successes`` outside ``0 .. n``.
+    """
+    if n < 1 or not 0 <= successes <= n:
+        raise ValueError(f"Expected 0 <= successes <= n and n >= 1. Received: "
+                         f"successes={successes}, n={n}")
+    z = float(stats.norm.ppf(0.5 + level / 2))
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z / (1 + z * z / n) * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    return float(max(0.0, centre - half)), float(min(1.0, centre + half))
+
+
+def _midranks(x: np.ndarray) -> np.ndarray:
+    return stats.rankdata(x, method="average")
+
+
+def delong_auc(labels: np.ndarray, scores: np.ndarray) -> tuple[float, float]:
+    """AUC and DeLong's estimate of its variance.
+
+    Args:
+        labels: 0/1 ``[n]``.
+        scores: float ``[n]``, higher means more malignant.
+
+    Returns:
+        ``(auc, variance)``; ``(nan, nan)`` when a class is absent.
+    """
+    labels = np.asarray(labels).reshape(-1)
+    scores = np.asarray(scores, dtype=np.float64).reshape(-1)
+    pos, neg = scores[labels == 1], scores[labels == 0]
+    m, k = pos.size, neg.size
+    if m == 0 or k == 0:
+        return float("nan"), float("nan")
+    ranks_all = _midranks(np.concatenate([pos, neg]))
+    ranks_pos, ranks_neg = _midranks(pos), _midranks(neg)
+    auc = (ranks_all[:m].sum() - m * (m + 1) / 2) / (m * k)
+    v10 = (ranks_all[:m] - ranks_pos) / k  # per malignant: fraction of benign scored below
+    v01 = 1.0 - (ranks_all[m:] - ranks_neg) / m  # per benign: fraction of malignant above
+    s10 = v10.var(ddof=1) if m > 1 else 0.0
+    s01 = v01.var(ddof=1) if k > 1 else 0.0
+    return float(auc), float(s10 / m + s01 / k)
+
+
+def delong_interval(labels, scores, level: float = LEVEL) -> tuple[float | None, float | None]:
+    """Normal-approximation interval of the AUC with DeLong's variance, clipped to [0, 1];
+    ``(None, None)`` when a class is absent."""
+    auc, variance = delong_auc(labels, scores)
+    if not np.isfinite(auc):
+        return None, None
+    half = float(stats.norm.ppf(0.5 + level / 2)) * np.sqrt(max(variance, 0.0))
+    return float(max(0.0, auc - half)), float(min(1.0, auc + half))
 
 
 class EffectEstimator:

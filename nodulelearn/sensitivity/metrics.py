@@ -33,18 +33,29 @@ def accuracy(labels: np.ndarray, probs: np.ndarray) -> np.ndarray | float:
 
 
 def baseline_metrics(labels: np.ndarray, probs: np.ndarray) -> dict:
-    """Accuracy, AUC, sensitivity, specificity, balanced accuracy and mean P of one test set.
+    """Accuracy, AUC, sensitivity, specificity, balanced accuracy and mean P of one test set,
+    with 95% intervals of the accuracy (Wilson) and of the AUC (DeLong).
 
     Args:
         labels: int ``[n]``.
         probs: float ``[n]``.
 
     Returns:
-        A JSON-able dict; sensitivity / specificity are ``None`` when a class is absent.
+        A JSON-able dict; sensitivity / specificity (and the AUC and its interval) are ``None``
+        when a class is absent.
     """
+    from nodulelearn.sensitivity.intervals import delong_interval, wilson_interval
+
     labels = np.asarray(labels)
+    correct = int(np.sum(predicted_labels(probs) == labels))
+    accuracy_ci = wilson_interval(correct, labels.size) if labels.size else (None, None)
+    auc_ci = delong_interval(labels, probs)
     return {
         **binary_metrics(labels, probs, threshold=THRESHOLD),
+        "accuracy_ci_low": accuracy_ci[0],
+        "accuracy_ci_high": accuracy_ci[1],
+        "auc_ci_low": auc_ci[0],
+        "auc_ci_high": auc_ci[1],
         "mean_p": float(np.mean(probs)),
         "malignant_fraction": float(np.mean(labels == 1)),
     }

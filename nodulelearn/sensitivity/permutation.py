@@ -4,23 +4,45 @@ For each mode, the mode's values are permuted across the test samples while the 
 other mode and every sample's noise seed stay as they are; the images are re-rendered and the
 model predicts again. Rendering is a pure function of (factor values, noise seed), so the new
 images differ from the old ones only through the permuted mode: a clean counterfactual.
+
+The pseudo-mode ``nuisance`` re-renders the same factors with other noise seeds (fresh ones in
+every repeat): it measures how much the model depends on what no mode describes (the lung
+texture, vessel paths, scanner-noise pattern of each image). Reliance shares are taken over the
+modes and ``nuisance`` together, so a model driven by the noise pattern shows it.
 Samples whose value the permutation happens to leave unchanged (frequent for categorical modes)
 get bit-identical images, so their baseline prediction is reused instead of being recomputed.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 
 import numpy as np
 
-from nodulelearn.datasets import MODE_NAMES, get_mode, load_spec, sample_factors
-from nodulelearn.model_io import check_model
+from nodulelearn.datasets import MODE_NAMES, get_mode, load_spec, sample_factors, spec_at_image_size
+from nodulelearn.model_io import check_model, model_image_size
 from nodulelearn.sensitivity import intervals, metrics
 from nodulelearn.sensitivity.prediction import Predictor
 
+logger = logging.getLogger(__name__)
+
 RECORD_METRICS = (*intervals.EFFECTS, "reliance")
+NUISANCE = "nuisance"
+# What the analysis permutes by default: the eight modes, then the noise seeds.
+ANALYSED_MODES = (*MODE_NAMES, NUISANCE)
+
+
+def check_analysed_mode(mode: str) -> None:
+    """Raises a ``ValueError`` listing the valid names unless ``mode`` is a mode or nuisance."""
+    if mode not in ANALYSED_MODES:
+        raise ValueError(f"Unknown mode {mode!r}. Valid modes: {', '.join(ANALYSED_MODES)}.")
+
+
+def mode_kind(mode: str) -> str:
+    """A mode's kind ("categorical", "continuous", "count"), or "nuisance"."""
+    return NUISANCE if mode == NUISANCE else get_mode(mode).kind
 
 
 def mode_varies(values: np.ndarray) -> bool:
@@ -54,8 +76,23 @@ def permuted_predictions(predictor, factors, base_probs, mode, perm) -> tuple[np
     return probs, int(changed.size)
 
 
+def fresh_noise_seeds(n: int, seed: int, repeat: int) -> np.ndarray:
+    """int32 ``[n, 2]`` noise seeds for the ``nuisance`` re-render of ``repeat``: fixed by the seed,
+    independent of the test samples' own seeds."""
+    rng = np.random.default_rng([seed, 0x1015E, repeat])
+    return rng.integers(np.iinfo(np.int32).min, np.iinfo(np.int32).max, size=(n, 2),
+                        dtype=np.int64, endpoint=True).astype(np.int32)
+
+
+def nuisance_predictions(predictor, factors, seed: int, repeat: int) -> np.ndarray:
+    """P(malignant) of the same factors rendered with fresh noise seeds (every sample changes)."""
+    reseeded = dataclasses.replace(factors, noise_seeds=fresh_noise_seeds(len(factors), seed,
+                                                                          repeat))
+    return predictor.predict(reseeded)
+
+
 def _record(mode, varies, point, draws_ci, n, repeats) -> dict:
-    record = {"mode": mode, "kind": get_mode(mode).kind, "varies": varies}
+    record = {"mode": mode, "kind": mode_kind(mode), "varies": varies}
     for name in RECORD_METRICS:
         low, high = draws_ci.get(name, (None, None))
         record[name] = point.get(name)
@@ -67,7 +104,8 @@ def _record(mode, varies, point, draws_ci, n, repeats) -> dict:
 
 
 def _add_reliance(records: list[dict], draws: dict[str, dict]) -> None:
-    """Each varying mode's share of the summed mean |dP| over varying modes (point and CI)."""
+    """Each varying mode's share of the summed mean |dP| over the varying modes and ``nuisance``
+    (point and CI)."""
     varying = [r["mode"] for r in records if r["varies"]]
     if not varying:
         return
@@ -104,14 +142,16 @@ def permutation_sensitivity(
 
     Args:
         model: Keras classifier, images ``[B, H, W, 1]`` -> P(malignant) ``[B, 1]`` (or logits).
-        spec: a ``DistributionSpec``, a preset name or a path to a TOML spec.
+        spec: a ``DistributionSpec``, a preset name or a path to a TOML spec. It is rendered
+            at the model's declared input size (``spec_at_image_size``: same field of view),
+            as evaluation does, so a 32-pixel model is analysed on any preset.
         n: number of test samples.
         repeats: permutations per mode.
         seed: fixes the test samples, the permutations and the bootstrap.
         outputs: ``"probability"`` or ``"logit"`` (a sigmoid is applied).
         batch_size: images rendered and predicted at once.
         bootstrap: bootstrap draws for the 95% intervals.
-        modes: the modes to analyse (default: all eight).
+        modes: the modes to analyse (default ``ANALYSED_MODES``: all eight, then ``nuisance``).
         factors: the test samples, if already drawn (default ``sample_factors(spec, n, seed)``).
         predictor: a ``Predictor`` of ``model`` for ``spec`` to reuse (default: a new one).
 
@@ -119,16 +159,17 @@ def permutation_sensitivity(
         ``{"distribution", "image_size", "n", "repeats", "seed", "outputs",
         "baseline": {accuracy, auc, ...},
         "modes": [record per mode], "images_predicted", "seconds"}``. A record holds ``mode``,
-        ``kind``, ``varies`` and, for each of ``delta_accuracy``, ``delta_auc``, ``flip_rate``,
+        ``kind`` ("nuisance" for the noise seeds), ``varies`` and, for each of ``delta_accuracy``, ``delta_auc``, ``flip_rate``,
         ``mean_abs_delta_p``, ``reliance``: the value and ``<name>_ci_low`` / ``<name>_ci_high``.
         Effects of a mode that does not vary in the test set are ``None``.
     """
     if repeats < 1 or n < 2:
         raise ValueError(f"Expected n >= 2 and repeats >= 1. Received: n={n}, repeats={repeats}")
-    spec = load_spec(spec)  # a preset name, a TOML path (str or Path) or a spec
-    modes = tuple(MODE_NAMES if modes is None else modes)
+    # A preset name, a TOML path (str or Path) or a spec, at the model's size.
+    spec = spec_at_image_size(load_spec(spec), model_image_size(model))
+    modes = tuple(ANALYSED_MODES if modes is None else modes)
     for mode in modes:
-        get_mode(mode)  # raises, listing the valid modes
+        check_analysed_mode(mode)
     check_model(model, spec.image_size)
     started = time.perf_counter()
     if factors is None:
@@ -149,12 +190,15 @@ def permutation_sensitivity(
 
     records, draws = [], {}
     for mode in modes:
-        varies = mode_varies(factors.values[mode])
+        varies = True if mode == NUISANCE else mode_varies(factors.values[mode])
         if not varies:
             records.append(_record(mode, False, {}, {}, n, repeats))
             continue
         perm_probs = np.empty((repeats, n))
         for repeat in range(repeats):
+            if mode == NUISANCE:
+                perm_probs[repeat] = nuisance_predictions(predictor, factors, seed, repeat)
+                continue
             perm = permutation_indices(n, seed, mode, repeat)
             perm_probs[repeat], _ = permuted_predictions(
                 predictor, factors, base_probs, mode, perm
@@ -162,7 +206,7 @@ def permutation_sensitivity(
         point, draws[mode] = estimator.estimate(perm_probs)
         cis = {name: intervals.interval(values) for name, values in draws[mode].items()}
         records.append(_record(mode, True, point, cis, n, repeats))
-        logging.info("permutation of %s: mean |dP| %.4f", mode, point["mean_abs_delta_p"])
+        logger.info("permutation of %s: mean |dP| %.4f", mode, point["mean_abs_delta_p"])
     _add_reliance(records, draws)
     return {
         "distribution": spec.name,

@@ -18,6 +18,11 @@ SENSITIVITY_PNG = "sensitivity.png"
 PARTIAL_DEPENDENCE_JSON = "partial_dependence.json"
 PARTIAL_DEPENDENCE_PNG = "partial_dependence.png"
 DECODABILITY_JSON = "decodability.json"
+ENCODING_PNG = "encoding.png"
+RECOVERABILITY_JSON = "recoverability.json"
+RECOVERABILITY_CSV = "recoverability.csv"
+ENCODING_COMPARISON_CSV = "encoding_comparison.csv"
+ENCODING_COMPARISON_PNG = "encoding_comparison.png"
 SALIENCY_PNG = "saliency.png"
 COMPARISON_CSV = "comparison.csv"
 COMPARISON_PNG = "comparison.png"
@@ -59,6 +64,17 @@ def write_sensitivity(out_dir: str, result: dict) -> list[str]:
     ]
 
 
+def write_recoverability(out_dir: str, result: dict) -> list[str]:
+    """Writes ``recoverability.json`` (``result``, its ``records`` one per distribution) and
+    ``recoverability.csv`` (the records)."""
+    from nodulelearn.sensitivity.retraining import FIELDS
+
+    return [
+        write_json(os.path.join(out_dir, RECOVERABILITY_JSON), result),
+        write_csv(os.path.join(out_dir, RECOVERABILITY_CSV), result["records"], list(FIELDS)),
+    ]
+
+
 def _fmt(value, ci_low=None, ci_high=None, digits=3) -> str:
     if value is None:
         return "-"
@@ -97,4 +113,41 @@ def format_table(result: dict, title: str | None = None) -> str:
             _fmt(record[c], record[f"{c}_ci_low"], record[f"{c}_ci_high"]) for c in columns[1:]
         ]
         out.write("  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)).rstrip() + "\n")
+    return out.getvalue()
+
+
+def format_encoding(encoding: dict, title: str | None = None) -> str:
+    """The encoding result (decodability.json) as a readable table, one line per mode."""
+    out = io.StringIO()
+    label = f"{encoding['model']}: " if encoding.get("model") else ""
+    out.write(f"{title or label + 'encoding on ' + str(encoding.get('distribution'))}\n"
+              f"  n={encoding.get('n')}, embedding width {encoding.get('embedding_dim')}; "
+              "normalized: 0 chance, 1 perfect linear read-out; 95% intervals in brackets\n")
+    out.write(f"{'mode':<14}  {'normalized':<22}  {'metric':<9}  score\n")
+    for record in encoding["modes"]:
+        if not record["varies"]:
+            out.write(f"{record['mode']:<14}  does not vary in this distribution\n")
+            continue
+        normalized = _fmt(record["normalized"], record["normalized_ci_low"],
+                          record["normalized_ci_high"])
+        metric = "bal. acc." if record["metric"] == "accuracy" else "R^2"
+        score = (record["balanced_accuracy"] if record["metric"] == "accuracy"
+                 else record["score"])
+        out.write(f"{record['mode']:<14}  {normalized:<22}  {metric:<9}  {_fmt(score)}\n")
+    return out.getvalue()
+
+
+def format_recoverability(records: list[dict]) -> str:
+    """Recoverability records as a readable table, one line per distribution."""
+    out = io.StringIO()
+    out.write("Recoverability (linear head refitted on a small sample of each distribution; "
+              "95% Wilson intervals)\n")
+    out.write(f"{'distribution':<28}  {'original accuracy':<22}  {'retrained accuracy':<22}  "
+              "n_fit\n")
+    for r in records:
+        original = _fmt(r["original_accuracy"], r["original_accuracy_ci_low"],
+                        r["original_accuracy_ci_high"])
+        retrained = _fmt(r["retrained_accuracy"], r["retrained_accuracy_ci_low"],
+                         r["retrained_accuracy_ci_high"])
+        out.write(f"{r['distribution']:<28}  {original:<22}  {retrained:<22}  {r['n_fit']}\n")
     return out.getvalue()

@@ -9,7 +9,7 @@ import sys
 import keras
 
 from nodulelearn.datasets import MODE_NAMES
-from nodulelearn.sensitivity import probe_run, probe_runs
+from nodulelearn.sensitivity import ANALYSED_MODES, probe_run, probe_runs
 from nodulelearn.sensitivity.report import sensitivity_csv_fields
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -35,7 +35,7 @@ def test_bin_on_a_model_file_writes_every_output(tmp_path, spec_path, make_run_d
     proc = _probe(f"--model={run_dir}/model.keras", f"--dist={spec_path}", *SMALL,
                   "--saliency_per_class=2", f"--out={out}")
     assert proc.returncode == 0, proc.stderr[-3000:]
-    for mode in MODE_NAMES:
+    for mode in ANALYSED_MODES:
         assert mode in proc.stdout
     assert "baseline accuracy" in proc.stdout
     assert sorted(os.listdir(out)) == [
@@ -45,13 +45,13 @@ def test_bin_on_a_model_file_writes_every_output(tmp_path, spec_path, make_run_d
     _no_temporary_files(out)
     result = json.loads((out / "sensitivity.json").read_text())
     assert {"accuracy", "auc", "n"} <= set(result["baseline"])
-    assert [r["mode"] for r in result["modes"]] == list(MODE_NAMES)
+    assert [r["mode"] for r in result["modes"]] == list(ANALYSED_MODES)
     for record in result["modes"]:
         assert {"mode", "delta_accuracy", "delta_auc", "flip_rate", "mean_abs_delta_p",
                 "reliance", "varies"} <= set(record)
     with open(out / "sensitivity.csv", newline="") as f:
         rows = list(csv.DictReader(f))
-    assert list(rows[0]) == sensitivity_csv_fields() and len(rows) == len(MODE_NAMES)
+    assert list(rows[0]) == sensitivity_csv_fields() and len(rows) == len(ANALYSED_MODES)
     curves = json.loads((out / "partial_dependence.json").read_text())["modes"]
     assert curves["margin"]["labels"] == ["smooth", "lobulated", "spiculated"]
     assert len(curves["size"]["mean_p"]) == len(curves["size"]["values"])
@@ -78,14 +78,29 @@ def test_probe_runs_compares_runs_and_decodes_from_the_encoder(tmp_path, spec_pa
     out = str(tmp_path / "compare")
     compared = probe_runs(runs, out, n=40, repeats=2, seed=0, bootstrap=20,
                           partial_dependence_n=0, saliency_per_class=0,
-                          comparison_metric="flip_rate")
-    assert sorted(os.listdir(out)) == ["comparison.csv", "comparison.png", "run0", "run1"]
+                          comparison_metric="flip_rate", encoding_n=60, recover_n=40)
+    assert sorted(os.listdir(out)) == [
+        "comparison.csv", "comparison.png", "encoding_comparison.csv",
+        "encoding_comparison.png", "run0", "run1"]
     with open(os.path.join(out, "comparison.csv"), newline="") as f:
         rows = list(csv.DictReader(f))
-    assert len(rows) == 2 * len(MODE_NAMES) and {r["run"] for r in rows} == {"run0", "run1"}
+    assert len(rows) == 2 * len(ANALYSED_MODES) and {r["run"] for r in rows} == {"run0", "run1"}
+    assert sorted(os.listdir(os.path.join(out, "run0"))) == [
+        "decodability.json", "encoding.png", "recoverability.csv", "recoverability.json",
+        "sensitivity.csv", "sensitivity.json", "sensitivity.png"]
     decodability = json.loads(open(os.path.join(out, "run0", "decodability.json")).read())
     assert [r["mode"] for r in decodability["modes"]] == list(MODE_NAMES)
-    assert decodability["embedding_dim"] == 8
+    assert decodability["embedding_dim"] == 8 and decodability["n"] == 60
+    # Default: the decorrelated version of the run's training distribution (clinical).
+    assert decodability["distribution"] == "clinical_independent"
+    for record in decodability["modes"]:
+        assert {"normalized", "normalized_ci_low", "normalized_ci_high"} <= set(record)
+    recovered = json.loads(open(os.path.join(out, "run0", "recoverability.json")).read())
+    # Default: the run's OOD test sets (its test_dists other than train_dist).
+    assert [r["distribution"] for r in recovered["records"]] == ["sensitivity_test"]
+    for key in ("original_accuracy", "retrained_accuracy"):
+        record = recovered["records"][0]
+        assert record[f"{key}_ci_low"] <= record[key] <= record[f"{key}_ci_high"]
     assert set(compared["runs"]) == {"run0", "run1"}
     _no_temporary_files(out)
 
@@ -96,9 +111,16 @@ def test_probe_run_with_several_distributions_writes_one_folder_each(
     run_dir = make_run_dir("run", [spec_path, fixed_noise_spec_path])
     out = str(tmp_path / "probe")
     results = probe_run(run_dir, out, n=32, repeats=1, seed=0, bootstrap=10,
-                        partial_dependence_n=0, saliency_per_class=0)
+                        partial_dependence_n=0, saliency_per_class=0, encoding_n=40,
+                        recover_n=20)
     assert sorted(results) == ["fixed_noise", "sensitivity_test"]
-    assert sorted(os.listdir(out)) == ["fixed_noise", "sensitivity_test"]
+    # Per distribution: reliance; per model, once: encoding and recoverability.
+    assert sorted(os.listdir(out)) == [
+        "decodability.json", "encoding.png", "fixed_noise", "recoverability.csv",
+        "recoverability.json", "sensitivity_test"]
+    assert [r["distribution"] for r in results.recoverability] == [
+        "sensitivity_test", "fixed_noise"]
+    assert results.encoding["n"] == 40
     noise = {r["mode"]: r for r in results["fixed_noise"]["modes"]}["noise"]
     assert noise["varies"] is False
     assert "does not vary" in results["fixed_noise"]["table"]
@@ -109,6 +131,7 @@ def test_run_distributions_are_rendered_at_the_runs_image_size(tmp_path, make_ru
     # field of view, as bin/train evaluated it (instead of an input-shape error).
     run_dir = make_run_dir("smoke_run", ["clinical"], image_size=32)
     results = probe_run(run_dir, str(tmp_path / "probe"), n=32, repeats=1, seed=0, bootstrap=10,
-                        partial_dependence_n=0, saliency_per_class=0)
+                        partial_dependence_n=0, saliency_per_class=0, encoding_n=20,
+                        recover_dists=[])
     assert list(results) == ["clinical"]
     assert results["clinical"]["baseline"]["n"] == 32
