@@ -8,6 +8,19 @@ nodule (Lung-RADS, the Brock / PanCan model, Fleischner guidelines); see ``ratio
 
 Inside the package, a factor value is always a float32 number: a categorical value is stored as
 the index of its category in ``categories``, a count as an integral float.
+
+Each mode also has a **visibility** control (``[modes.<mode>] visibility`` in a spec, default 1):
+how visible the difference between its benign and its malignant look is, the data-side knob of a
+mode's availability. 1 renders the looks as they are (the default reproduces the pixels of every
+spec written before the control existed); 0 makes the two looks identical, so the mode carries
+no label information whatever its alignment. Two mechanisms, named by ``visibility_acts_on``:
+
+* ``"looks"`` (the numeric modes size, contrast, position, noise, vessels): each end of each look
+  is moved towards the mean of the two looks' corresponding ends, ``end' = mean + v (end -
+  mean)`` (counts rounded to the nearest integer), so the difference between the malignant and
+  the benign look, end by end, is scaled by ``v``; the factor values stay what is rendered;
+* ``"render"`` (the categorical modes margin, texture, calcification): the renderer draws the
+  malignant-looking categories closer to the benign one; see ``visibility_effect``.
 """
 
 from __future__ import annotations
@@ -31,6 +44,10 @@ class Mode:
         benign: the benign look: category names, or a ``(low, high)`` range.
         malignant: the malignant look, likewise.
         rationale: why the looks are what they are, radiologically.
+        visibility_max: the largest valid ``visibility`` (the smallest is 0, the default 1).
+        visibility_acts_on: ``"looks"`` (sampling: the gap between the looks is scaled) or
+            ``"render"`` (the renderer draws the categories closer together); see module doc.
+        visibility_effect: what ``visibility`` changes, in words (for docs and error messages).
     """
 
     name: str
@@ -41,6 +58,12 @@ class Mode:
     benign: tuple
     malignant: tuple
     rationale: str
+    visibility_max: float = 1.0
+    visibility_acts_on: Literal["looks", "render"] = "looks"
+    visibility_effect: str = (
+        "scales the gap between the benign and the malignant look: each end of each look moves "
+        "towards the mean of the two looks' corresponding ends, end' = mean + v (end - mean)"
+    )
 
     @property
     def is_categorical(self) -> bool:
@@ -80,6 +103,13 @@ MODES: dict[str, Mode] = {
                 "strongest morphological predictors of malignancy (Brock model); benign nodules "
                 "such as granulomas and hamartomas are typically smooth."
             ),
+            visibility_max=2.0,
+            visibility_acts_on="render",
+            visibility_effect=(
+                "lobulation and spicules: the outline of a lobulated or spiculated nodule is the smooth "
+                "outline plus v times its deviation from it (harmonic amplitudes, spicule length "
+                "and width); 0 renders every margin smooth, 2 doubles the deviation"
+            ),
         ),
         Mode(
             name="size",
@@ -106,6 +136,13 @@ MODES: dict[str, Mode] = {
                 "Subsolid nodules, part-solid ones above all, are far more often adenocarcinomas "
                 "than small solid nodules, which are mostly granulomas or lymph nodes."
             ),
+            visibility_max=1.0,
+            visibility_acts_on="render",
+            visibility_effect=(
+                "subsolid composition: a part-solid or ground-glass nodule's solid core "
+                "fraction and opacity move towards a solid nodule's by 1 - v and its ground-glass "
+                "halo's opacity is scaled by v; 0 renders every texture solid"
+            ),
         ),
         Mode(
             name="calcification",
@@ -118,6 +155,12 @@ MODES: dict[str, Mode] = {
             rationale=(
                 "Central, diffuse, laminated or popcorn calcification is a hallmark of benign "
                 "lesions (healed granulomas, hamartomas); malignant nodules rarely calcify."
+            ),
+            visibility_max=1.0,
+            visibility_acts_on="render",
+            visibility_effect=(
+                "the opacity of the calcified focus is scaled by v; 0 renders a "
+                "calcified nodule as one without calcification"
             ),
         ),
         Mode(
@@ -178,6 +221,10 @@ MODES: dict[str, Mode] = {
 }
 
 MODE_NAMES: tuple[str, ...] = tuple(MODES)
+# The modes whose ``visibility`` the renderer applies (the others act on the looks when sampling).
+RENDER_VISIBILITY_MODES: tuple[str, ...] = tuple(
+    name for name, mode in MODES.items() if mode.visibility_acts_on == "render"
+)
 
 
 def get_mode(name: str) -> Mode:

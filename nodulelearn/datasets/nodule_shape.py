@@ -38,6 +38,7 @@ SOLID_EDGE_PX = 1.0
 GROUND_GLASS_HU = -620.0  # pure ground glass; shifted by 0.15 x contrast
 GROUND_GLASS_OPACITY = 0.85  # vessels stay faintly visible through ground glass
 CALCIFICATION_HU = 1000.0
+MIN_OUTLINE_FRACTION = 0.2  # an exaggerated lobulation (margin visibility > 1) keeps this radius
 
 
 @dataclasses.dataclass
@@ -179,7 +180,10 @@ def _calcification_blobs(calcified, radius_mm, noise_seeds) -> tuple[tf.Tensor, 
 
 
 def nodule_parameters(
-    values: dict[str, tf.Tensor], noise_seeds: tf.Tensor, pixel_spacing_mm: float
+    values: dict[str, tf.Tensor],
+    noise_seeds: tf.Tensor,
+    pixel_spacing_mm: float,
+    visibility: dict[str, float] | None = None,
 ) -> dict[str, tf.Tensor]:
     """Everything about each sample's nodule that is not per pixel (cheap, ``[B, ...]``).
 
@@ -191,11 +195,14 @@ def nodule_parameters(
             position are read).
         noise_seeds: int32 ``[B, 2]``.
         pixel_spacing_mm: pixel size, for the width of edges.
+        visibility: Python floats for ``margin``, ``texture``, ``calcification`` (missing: 1),
+            see ``apply_visibility``.
 
     Returns:
         A dict of float32 tensors: ``centre_x``, ``centre_y``, ``halo_width``, ``core_fraction``,
         ``has_halo``, ``has_core``, ``contrast`` ``[B]``; ``profile`` ``[B, PROFILE_BINS]``;
-        ``blob_x``, ``blob_y``, ``blob_radius`` ``[B, CALCIFICATION_BLOBS]``.
+        ``blob_x``, ``blob_y``, ``blob_radius`` ``[B, CALCIFICATION_BLOBS]``; with a
+        calcification visibility other than 1 also ``calcification_opacity`` ``[B]``.
     """
     radius_mm = tf.maximum(values["size"], 0.5) / 2.0
     centre_x, centre_y = nodule_centre(values["position"], noise_seeds)
@@ -205,7 +212,7 @@ def nodule_parameters(
     blob_x, blob_y, blob_radius = _calcification_blobs(
         values["calcification"], radius_mm, noise_seeds
     )
-    return {
+    params = {
         "centre_x": centre_x,
         "centre_y": centre_y,
         "profile": radius_profile(values["margin"], radius_mm, noise_seeds),
@@ -218,6 +225,38 @@ def nodule_parameters(
         "blob_y": blob_y,
         "blob_radius": blob_radius,
     }
+    return apply_visibility(params, visibility or {}, radius_mm, noise_seeds)
+
+
+def apply_visibility(params: dict, visibility: dict[str, float], radius_mm, noise_seeds) -> dict:
+    """Draws the malignant-looking categories closer to the benign one (visibility v < 1).
+
+    * margin: outline = smooth outline + v (outline - smooth outline), with the sample's own
+      harmonic phases and spicules (v > 1 exaggerates them; the outline is kept above
+      ``MIN_OUTLINE_FRACTION`` of the mean radius);
+    * texture: core fraction and core opacity move from the category's towards a solid
+      nodule's (1) by 1 - v; the ground-glass halo's opacity is scaled by v;
+    * calcification: the calcified focus's opacity is scaled by v.
+
+    A visibility of exactly 1 adds no operation, so the default renders the pixels of the
+    renderer before this control existed. Benign-looking samples (smooth, solid, not
+    calcified) are unchanged by any visibility: their deviation terms are exactly 0.
+    """
+    params = dict(params)
+    margin = float(visibility.get("margin", 1.0))
+    if margin != 1.0:
+        smooth = radius_profile(tf.zeros_like(radius_mm), radius_mm, noise_seeds)
+        profile = smooth + margin * (params["profile"] - smooth)
+        params["profile"] = tf.maximum(profile, MIN_OUTLINE_FRACTION * radius_mm[:, None])
+    texture = float(visibility.get("texture", 1.0))
+    if texture != 1.0:
+        params["core_fraction"] = 1.0 + texture * (params["core_fraction"] - 1.0)
+        params["has_core"] = 1.0 + texture * (params["has_core"] - 1.0)
+        params["has_halo"] = texture * params["has_halo"]
+    calcification = float(visibility.get("calcification", 1.0))
+    if calcification != 1.0:
+        params["calcification_opacity"] = tf.fill(tf.shape(radius_mm), calcification)
+    return params
 
 
 def nodule_layers(
@@ -264,6 +303,8 @@ def nodule_layers(
         )
         edge = params["blob_radius"][:, i, None, None] - distance
         calcification_alpha = tf.maximum(calcification_alpha, _soft_inside(edge, solid_edge))
+    if "calcification_opacity" in params:  # see apply_visibility
+        calcification_alpha *= per_sample("calcification_opacity")
 
     support = (halo_alpha > 0) | (core_alpha > 0) | (calcification_alpha > 0)
     return NoduleLayers(halo_alpha, halo_hu, core_alpha, core_hu, calcification_alpha, support)

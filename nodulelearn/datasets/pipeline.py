@@ -75,7 +75,8 @@ def make_dataset(
         labels = tf.cast(index % 2, tf.int32) if class_balanced else None
         labels, values, noise_seeds = sample_factors_tf(spec, index, seed, labels)
         images = render(values, noise_seeds, image_size=spec.image_size,
-                        pixel_spacing_mm=spec.pixel_spacing_mm)
+                        pixel_spacing_mm=spec.pixel_spacing_mm,
+                        visibility=spec.render_visibility())
         batch_number = (index[0] - start) // batch_size
         images = _make_views(images, views, augment, augment_keys, batch_number)
         if not with_factors:

@@ -82,6 +82,7 @@ def render_mode_sweeps(
         np.tile(noise_seed, (total, 1)),
         image_size=spec.image_size,
         pixel_spacing_mm=spec.pixel_spacing_mm,
+        visibility=spec.render_visibility(),
     ).numpy()
     sweeps, start = {}, 0
     for mode, values in rows.items():

@@ -26,7 +26,8 @@ import numpy as np
 import tensorflow as tf
 
 from nodulelearn.datasets import lung_background, nodule_shape, random_fields
-from nodulelearn.datasets.modes import MODE_NAMES
+from nodulelearn.datasets.modes import MODE_NAMES, MODES, RENDER_VISIBILITY_MODES
+from nodulelearn.datasets.spec import IMAGE_SIZE_RANGE, PIXEL_SPACING_RANGE_MM
 
 # A wide lung window: [-1250, +450] HU. Parenchyma sits at about 0.24, ground glass at 0.37,
 # soft tissue (0 HU) at 0.74, the densest solid nodule (+150 HU) at 0.82; only calcification
@@ -64,8 +65,12 @@ def _pixel_coordinates(image_size: int, pixel_spacing_mm: float) -> np.ndarray:
 
 
 @functools.cache
-def _renderer(image_size: int, pixel_spacing_mm: float):
-    """The compiled renderer and region function for one geometry."""
+def _renderer(image_size: int, pixel_spacing_mm: float, visibility: tuple = ()):
+    """The compiled renderer and region function for one geometry and render visibility.
+
+    ``visibility``: sorted ``(mode, v)`` pairs with v != 1 (see ``_visibility_key``).
+    """
+    visibility = dict(visibility)
     # numpy, not tf.constant: this cache outlives the graph of its first caller (which may be a
     # Dataset.map function), so every tensor must be made inside the traced functions.
     coords = _pixel_coordinates(image_size, pixel_spacing_mm)
@@ -81,7 +86,7 @@ def _renderer(image_size: int, pixel_spacing_mm: float):
     def parameters(values, seeds):
         values = dict(zip(MODE_NAMES, values, strict=True))
         return {
-            "nodule": nodule_shape.nodule_parameters(values, seeds, pixel_spacing_mm),
+            "nodule": nodule_shape.nodule_parameters(values, seeds, pixel_spacing_mm, visibility),
             "vessels": lung_background.vessel_parameters(values["vessels"], seeds, fov_mm),
             "texture": lung_background.parenchyma_window(seeds, image_size, pixel_spacing_mm),
             "noise": tf.maximum(values["noise"], 0.0),
@@ -134,29 +139,59 @@ def _renderer(image_size: int, pixel_spacing_mm: float):
     return render_window, region
 
 
-def _prepare(values, noise_seeds, image_size, pixel_spacing_mm):
-    """Validates arguments; returns (mode tensors in MODE_NAMES order, seeds, geometry)."""
+def _visibility_key(visibility) -> tuple:
+    """Validated render visibility as sorted ``(mode, v)`` pairs, leaving out every v == 1."""
+    if visibility is None:
+        return ()
+    key = []
+    for mode, value in dict(visibility).items():
+        if mode not in RENDER_VISIBILITY_MODES:
+            raise ValueError(
+                f"Invalid value for argument `visibility`. Expected a mapping of "
+                f"{', '.join(RENDER_VISIBILITY_MODES)} to numbers (the other modes' visibility "
+                f"acts on their looks when sampling). Received: visibility={dict(visibility)!r}"
+            )
+        high = MODES[mode].visibility_max
+        if isinstance(value, bool) or not isinstance(value, (int, float, np.floating)) or not (
+                0.0 <= float(value) <= high):
+            raise ValueError(
+                f"Invalid value for argument `visibility`. Expected {mode!r} in [0, {high:g}]. "
+                f"Received: visibility={dict(visibility)!r}"
+            )
+        if float(value) != 1.0:
+            key.append((mode, float(value)))
+    return tuple(sorted(key))
+
+
+def _prepare(values, noise_seeds, image_size, pixel_spacing_mm, visibility=None):
+    """Validates arguments; returns (mode tensors in MODE_NAMES order, seeds, renderer key)."""
     missing = [m for m in MODE_NAMES if m not in values]
     if missing:
         raise ValueError(
             f"render needs a value for every mode; missing: {', '.join(missing)}. "
             f"Expected modes: {', '.join(MODE_NAMES)}; received keys: {', '.join(map(str, values))}."
         )
+    low_size, high_size = IMAGE_SIZE_RANGE
     if (
         isinstance(image_size, bool)
         or not isinstance(image_size, (int, np.integer))
-        or image_size < 8
+        or not low_size <= image_size <= high_size
     ):
-        raise ValueError(f"Invalid image_size. Expected an int >= 8. Received: {image_size!r}")
-    if not pixel_spacing_mm > 0:
+        raise ValueError(f"Invalid value for argument `image_size`. Expected an int in "
+                         f"[{low_size}, {high_size}]. Received: image_size={image_size!r}")
+    low, high = PIXEL_SPACING_RANGE_MM
+    if isinstance(pixel_spacing_mm, bool) or not isinstance(
+            pixel_spacing_mm, (int, float, np.integer, np.floating)) or not (
+            low <= float(pixel_spacing_mm) <= high):
         raise ValueError(
-            f"Invalid pixel_spacing_mm. Expected a positive float. Received: {pixel_spacing_mm!r}"
+            f"Invalid value for argument `pixel_spacing_mm`. Expected a positive float in "
+            f"[{low:g}, {high:g}] mm. Received: pixel_spacing_mm={pixel_spacing_mm!r}"
         )
     tensors = tuple(tf.reshape(tf.cast(values[m], tf.float32), [-1]) for m in MODE_NAMES)
     seeds = tf.cast(noise_seeds, tf.int32)
     if seeds.shape.rank != 2 or seeds.shape[-1] != 2:
         raise ValueError(f"noise_seeds must have shape [B, 2]. Received shape: {seeds.shape}")
-    return tensors, seeds, (int(image_size), float(pixel_spacing_mm))
+    return tensors, seeds, (int(image_size), float(pixel_spacing_mm), _visibility_key(visibility))
 
 
 def render(
@@ -165,6 +200,7 @@ def render(
     *,
     image_size: int,
     pixel_spacing_mm: float,
+    visibility: Mapping[str, float] | None = None,
 ) -> tf.Tensor:
     """Renders CT-like nodule patches.
 
@@ -177,11 +213,15 @@ def render(
         noise_seeds: int32 ``[B, 2]``, the per-sample seed of every random nuisance.
         image_size: side of the square patch in pixels.
         pixel_spacing_mm: size of one pixel in mm.
+        visibility: the visibility of margin, texture and calcification (a spec's
+            ``render_visibility()``, a ``Factors``' ``visibility``); a missing mode or ``None``
+            means 1, the looks as they are. Each distinct value compiles its own renderer.
 
     Returns:
         float32 ``[B, image_size, image_size, 1]`` in [0, 1] (HU windowed, see module doc).
     """
-    tensors, seeds, geometry = _prepare(values, noise_seeds, image_size, pixel_spacing_mm)
+    tensors, seeds, geometry = _prepare(
+        values, noise_seeds, image_size, pixel_spacing_mm, visibility)
     return _renderer(*geometry)[0](tensors, seeds)
 
 
@@ -191,6 +231,7 @@ def nodule_region(
     *,
     image_size: int,
     pixel_spacing_mm: float,
+    visibility: Mapping[str, float] | None = None,
 ) -> tf.Tensor:
     """The pixels a sample's nodule can influence.
 
@@ -204,7 +245,8 @@ def nodule_region(
     Returns:
         bool ``[B, image_size, image_size, 1]``.
     """
-    tensors, seeds, geometry = _prepare(values, noise_seeds, image_size, pixel_spacing_mm)
+    tensors, seeds, geometry = _prepare(
+        values, noise_seeds, image_size, pixel_spacing_mm, visibility)
     return _renderer(*geometry)[1](tensors, seeds)
 
 
@@ -230,6 +272,7 @@ def render_factors(factors, spec, batch_size: int = 256) -> np.ndarray:
         take = np.arange(start, start + batch_size).clip(max=n - 1)
         values = {m: np.asarray(factors.values[m], np.float32)[take] for m in MODE_NAMES}
         seeds = np.asarray(factors.noise_seeds, np.int32)[take]
-        images = render(values, seeds, image_size=size, pixel_spacing_mm=spec.pixel_spacing_mm)
+        images = render(values, seeds, image_size=size, pixel_spacing_mm=spec.pixel_spacing_mm,
+                        visibility=factors.visibility)
         out[start:stop] = images.numpy()[: stop - start]
     return out

@@ -88,12 +88,17 @@ class Factors:
         values: mode name -> float32 ``[n]`` (category index for categorical modes).
         noise_seeds: int32 ``[n, 2]``, the seed of every random nuisance of each image.
         index: int64 ``[n]``, the global sample indices.
+        visibility: the ``visibility`` of the modes the renderer applies it to (margin,
+            texture, calcification) in the distribution the samples come from; a mode not
+            listed has visibility 1. Renderers of factors (``render_factors``,
+            ``BatchRenderer``) draw the images with it.
     """
 
     labels: np.ndarray
     values: Mapping[str, np.ndarray]
     noise_seeds: np.ndarray
     index: np.ndarray
+    visibility: Mapping[str, float] = dataclasses.field(default_factory=dict)
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])
@@ -106,6 +111,7 @@ class Factors:
             values={m: v[idx] for m, v in self.values.items()},
             noise_seeds=self.noise_seeds[idx],
             index=self.index[idx],
+            visibility=self.visibility,
         )
 
     def replace_values(self, mode: str, new_values: Sequence[float] | np.ndarray) -> Factors:
@@ -159,7 +165,8 @@ def sample_factors(
     noise_seeds = np.stack(
         [(noise_bits & np.uint64(0xFFFFFFFF)), noise_bits >> np.uint64(32)], axis=-1
     ).astype(np.uint32).view(np.int32)
-    return Factors(labels=label_array, values=values, noise_seeds=noise_seeds, index=index)
+    return Factors(labels=label_array, values=values, noise_seeds=noise_seeds, index=index,
+                   visibility=spec.render_visibility())
 
 
 def _uniform_np(bits: np.ndarray) -> np.ndarray:

@@ -16,10 +16,15 @@ A spec is a TOML file (or the name of a preset in the top-level ``datasets/`` fo
     [modes.size]
     alignment = 0.5
     malignant = [20.0, 28.0]   # override a class's look: category names or [low, high]
+    visibility = 0.5           # how visible the benign/malignant difference is, default 1
 
 Alignment a: the mode's value is drawn from the look of the sample's own class with probability
 (1 + a) / 2, else from the other class's look (1: perfectly predictive, 0: independent of the
-label, -1: reversed). Inside a ``DistributionSpec`` every value uses the package's float encoding
+label, -1: reversed). Visibility v (0 to the mode's ``visibility_max``, default 1) sets how
+visible the difference between the two looks is: 1 as the looks are, 0 identical looks; for the
+numeric modes it scales the gap between the looks (see ``DistributionSpec.look``), for margin,
+texture and calcification the renderer applies it (see ``nodulelearn.datasets.modes``). Inside a
+``DistributionSpec`` every value uses the package's float encoding
 (a category's index for categorical modes); ``to_dict`` writes category names back.
 """
 
@@ -28,13 +33,14 @@ from __future__ import annotations
 import dataclasses
 import importlib.resources
 import math
+import numbers
 import os
 import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from nodulelearn.datasets.modes import MODE_NAMES, MODES, Mode
+from nodulelearn.datasets.modes import MODE_NAMES, MODES, RENDER_VISIBILITY_MODES, Mode
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -44,12 +50,16 @@ else:  # pragma: no cover - Python 3.10
 DEFAULT_IMAGE_SIZE = 64
 DEFAULT_PIXEL_SPACING_MM = 0.75  # 64 pixels x 0.75 mm = 48 mm, room for a 30 mm nodule off-centre.
 DEFAULT_MALIGNANT_FRACTION = 0.5
-_IMAGE_SIZE_RANGE = (8, 1024)
+IMAGE_SIZE_RANGE = (8, 1024)
+# Physical bounds of a pixel. Clinical CT pixels are 0.3 to 1 mm; the smallest image (8 px) of a
+# 48 mm field is 6 mm a pixel. Outside these bounds the renderer's float32 coordinates and its
+# texture filters lose meaning (1e300 mm gives NaN images, 1e-300 mm overflows).
+PIXEL_SPACING_RANGE_MM = (0.01, 10.0)
 _TOP_KEYS = (
     "name", "description", "image_size", "pixel_spacing_mm", "malignant_fraction",
     "ood_companions", "modes",
 )
-_MODE_KEYS = ("alignment", "fixed", "benign", "malignant")
+_MODE_KEYS = ("alignment", "fixed", "benign", "malignant", "visibility")
 
 
 class SpecError(ValueError):
@@ -65,12 +75,16 @@ class ModeSpec:
         fixed: if set, every sample takes this value and ``alignment`` is ignored.
         benign: override of the benign look: category indices, or ``(low, high)``.
         malignant: override of the malignant look, likewise.
+        visibility: how visible the benign/malignant difference is, in [0, the mode's
+            ``visibility_max``]; 1 (default) renders the looks as they are, 0 makes them
+            identical. See ``nodulelearn.datasets.modes`` for what it changes per mode.
     """
 
     alignment: float = 0.0
     fixed: float | None = None
     benign: tuple | None = None
     malignant: tuple | None = None
+    visibility: float = 1.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -90,9 +104,32 @@ class DistributionSpec:
     def look(self, mode: str, label: int) -> tuple:
         """The look of class ``label`` (0 benign, 1 malignant) for ``mode``, internal encoding.
 
+        For a numeric mode with visibility v != 1, each end of the look is moved towards the mean
+        of the two looks' ends: ``end' = mean + v (end - mean)``, rounded for a count (v = 0: both
+        classes get the same look). Categorical looks are returned as given (the renderer applies
+        their visibility).
+
         Returns:
             category indices (floats) for a categorical mode, else ``(low, high)``.
         """
+        look = self._given_look(mode, label)
+        info, visibility = MODES[mode], self.modes[mode].visibility
+        if info.visibility_acts_on != "looks" or visibility == 1.0:
+            return look
+        other = self._given_look(mode, 1 - label)
+        ends = []
+        for own, theirs in zip(look, other, strict=True):
+            mean = (own + theirs) / 2.0
+            end = mean + visibility * (own - mean)
+            ends.append(float(math.floor(end + 0.5)) if info.kind == "count" else end)
+        return tuple(ends)
+
+    def render_visibility(self) -> dict[str, float]:
+        """The visibility of the modes the renderer applies it to (``RENDER_VISIBILITY_MODES``)."""
+        return {m: float(self.modes[m].visibility) for m in RENDER_VISIBILITY_MODES}
+
+    def _given_look(self, mode: str, label: int) -> tuple:
+        """The look as written (override or the mode's default), before visibility."""
         override = getattr(self.modes[mode], "malignant" if label else "benign")
         if override is not None:
             return override
@@ -116,6 +153,8 @@ class DistributionSpec:
                 look = getattr(mode_spec, label_name)
                 if look is not None:
                     entry[label_name] = _encode_look(info, look)
+            if mode_spec.visibility != 1.0:  # written only when set: older dicts stay unchanged
+                entry["visibility"] = mode_spec.visibility
             modes[name] = entry
         return {
             "name": self.name,
@@ -212,23 +251,15 @@ def spec_from_dict(
     _check_type(name, str, f"{source}: `name`", "a string")
     description = data.get("description", "")
     _check_type(description, str, f"{source}: `description`", "a string")
-    image_size = data.get("image_size", DEFAULT_IMAGE_SIZE)
-    lo, hi = _IMAGE_SIZE_RANGE
-    if isinstance(image_size, bool) or not isinstance(image_size, int) or not lo <= image_size <= hi:
-        raise SpecError(
-            f"{source}: invalid `image_size`. Expected an integer in [{lo}, {hi}]. "
-            f"Received: {image_size!r}"
-        )
+    image_size = check_image_size(data.get("image_size", DEFAULT_IMAGE_SIZE), source)
     spacing = _number(data.get("pixel_spacing_mm", DEFAULT_PIXEL_SPACING_MM),
                       f"{source}: `pixel_spacing_mm`")
-    if not spacing > 0:
-        raise SpecError(f"{source}: invalid `pixel_spacing_mm`. Expected a positive number. "
-                        f"Received: {spacing!r}")
+    check_pixel_spacing(spacing, source)
     fraction = _number(data.get("malignant_fraction", DEFAULT_MALIGNANT_FRACTION),
                        f"{source}: `malignant_fraction`")
     if not 0.0 <= fraction <= 1.0:
-        raise SpecError(f"{source}: invalid `malignant_fraction`. Expected a number in [0, 1]. "
-                        f"Received: {fraction!r}")
+        raise SpecError(f"{source}: Invalid value for `malignant_fraction`. Expected a number in "
+                        f"[0, 1]. Received: malignant_fraction={fraction!r}")
     companions = data.get("ood_companions", [])
     if not isinstance(companions, (list, tuple)) or not all(isinstance(c, str) for c in companions):
         raise SpecError(f"{source}: invalid `ood_companions`. Expected a list of preset names. "
@@ -257,19 +288,62 @@ def spec_from_dict(
 def _mode_spec(info: Mode, table: Any, where: str) -> ModeSpec:
     _check_type(table, Mapping, where, "a table")
     _check_keys(table, _MODE_KEYS, f"{where}: unknown key")
+    visibility = _visibility(info, table.get("visibility", 1.0), where)
     if "fixed" in table:
         for other in ("alignment", "benign", "malignant"):
             if other in table:
                 raise SpecError(f"{where}: `fixed` cannot be combined with `{other}` (a fixed "
                                 f"mode takes one value whatever the label). Remove one of them.")
-        return ModeSpec(fixed=_value(info, table["fixed"], f"{where} `fixed`"))
+        if "visibility" in table and info.visibility_acts_on == "looks":
+            raise SpecError(f"{where}: `fixed` cannot be combined with `visibility` for mode "
+                            f"{info.name!r}: its visibility scales the gap between its looks, "
+                            "and a fixed mode has none. Remove one of them.")
+        return ModeSpec(fixed=_value(info, table["fixed"], f"{where} `fixed`"),
+                        visibility=visibility)
     alignment = _number(table.get("alignment", 0.0), f"{where} `alignment`")
     if not -1.0 <= alignment <= 1.0:
-        raise SpecError(f"{where}: invalid `alignment`. Expected a number in [-1, 1]. "
-                        f"Received: {alignment!r}")
+        raise SpecError(f"{where}: Invalid value for `alignment`. Expected a number in [-1, 1]. "
+                        f"Received: alignment={alignment!r}")
     looks = {key: _look(info, table[key], f"{where} `{key}`")
              for key in ("benign", "malignant") if key in table}
-    return ModeSpec(alignment=alignment, **looks)
+    return ModeSpec(alignment=alignment, visibility=visibility, **looks)
+
+
+def _visibility(info: Mode, value: Any, where: str) -> float:
+    high = info.visibility_max
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
+            math.isfinite(value) and 0.0 <= value <= high):
+        raise SpecError(f"{where}: Invalid value for `visibility`. Expected a number in "
+                        f"[0, {high:g}] ({info.visibility_effect}). Received: visibility={value!r}")
+    return float(value)
+
+
+def check_pixel_spacing(spacing: Any, source: str = "spec") -> float:
+    """``spacing`` as a float if it is a finite pixel size in ``PIXEL_SPACING_RANGE_MM``.
+
+    Raises:
+        SpecError: otherwise (the Keras template message).
+    """
+    low, high = PIXEL_SPACING_RANGE_MM
+    if isinstance(spacing, bool) or not isinstance(spacing, (int, float)) or not (
+            math.isfinite(spacing) and low <= spacing <= high):
+        raise SpecError(f"{source}: Invalid value for `pixel_spacing_mm`. Expected a positive "
+                        f"number of mm in [{low:g}, {high:g}]. Received: pixel_spacing_mm={spacing!r}")
+    return float(spacing)
+
+
+def check_image_size(image_size: Any, source: str = "spec") -> int:
+    """``image_size`` as an int if it is an integer in the supported range (8 to 1024 pixels).
+
+    Raises:
+        SpecError: otherwise (the Keras template message).
+    """
+    lo, hi = IMAGE_SIZE_RANGE
+    if isinstance(image_size, bool) or not isinstance(image_size, numbers.Integral) or not (
+            lo <= image_size <= hi):
+        raise SpecError(f"{source}: Invalid value for `image_size`. Expected an integer in "
+                        f"[{lo}, {hi}]. Received: image_size={image_size!r}")
+    return int(image_size)
 
 
 def _value(info: Mode, value: Any, where: str) -> float:
@@ -340,9 +414,11 @@ def spec_at_image_size(name_or_spec, image_size: int | None = None) -> Distribut
     resolution.
     """
     spec = load_spec(name_or_spec)
-    if image_size is None or int(image_size) == spec.image_size:
+    if image_size is None:
         return spec
-    return dataclasses.replace(
-        spec, image_size=int(image_size),
-        pixel_spacing_mm=spec.pixel_spacing_mm * spec.image_size / int(image_size),
-    )
+    image_size = check_image_size(image_size, f"spec {spec.name!r} at another image size")
+    if image_size == spec.image_size:
+        return spec
+    spacing = spec.pixel_spacing_mm * spec.image_size / image_size
+    check_pixel_spacing(spacing, f"spec {spec.name!r} at image_size {image_size}")
+    return dataclasses.replace(spec, image_size=image_size, pixel_spacing_mm=spacing)

@@ -1,13 +1,22 @@
 """Tests of the renderer: contract, purity (counterfactuals, batch independence) and looks."""
 
 import dataclasses
+from pathlib import Path
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from nodulelearn.datasets import load_spec, render, render_factors, sample_factors
-from nodulelearn.datasets.modes import MODE_NAMES, MODES
+from nodulelearn.datasets import (
+    load_spec,
+    preset_names,
+    render,
+    render_factors,
+    sample_factors,
+    set_spec_field,
+    spec_at_image_size,
+)
+from nodulelearn.datasets.modes import MODE_NAMES, MODES, RENDER_VISIBILITY_MODES
 from nodulelearn.datasets.render import (
     BLUR_RADIUS_PX,
     WINDOW_LEVEL_HU,
@@ -224,3 +233,82 @@ def test_bad_input_is_named():
         render(values, seeds, image_size=SIZE, pixel_spacing_mm=0.0)
     with pytest.raises(ValueError, match=r"noise_seeds must have shape \[B, 2\]"):
         render(values, seeds[:, :1], **GEOMETRY)
+    with pytest.raises(ValueError, match=r"Invalid value for argument `pixel_spacing_mm`.*1e\+300"):
+        render(values, seeds, image_size=SIZE, pixel_spacing_mm=1e300)
+    with pytest.raises(ValueError, match=r"Invalid value for argument `pixel_spacing_mm`.*1e-300"):
+        render(values, seeds, image_size=SIZE, pixel_spacing_mm=1e-300)
+    with pytest.raises(ValueError, match=r"Invalid value for argument `image_size`.*100000"):
+        render(values, seeds, image_size=100000, pixel_spacing_mm=1.0)
+    with pytest.raises(ValueError, match=r"`visibility`.*margin, texture, calcification"):
+        render(values, seeds, visibility={"noise": 0.5}, **GEOMETRY)
+    with pytest.raises(ValueError, match=r"`visibility`. Expected 'margin' in \[0, 2\]"):
+        render(values, seeds, visibility={"margin": 2.5}, **GEOMETRY)
+
+
+# --- visibility ------------------------------------------------------------------------------
+
+REFERENCE = Path(__file__).with_name("fixtures") / "render_reference.npz"
+
+
+@pytest.mark.parametrize("name", preset_names())
+def test_default_visibility_reproduces_the_reference_renders(name):
+    """Renders of every preset made before visibility existed (fixtures/make_render_reference.py)
+    are reproduced by the default visibility, also when it is passed explicitly as 1."""
+    reference = np.load(REFERENCE)
+    spec = spec_at_image_size(load_spec(name), SIZE)
+    factors = sample_factors(spec, 3, 7)
+    np.testing.assert_array_equal(factors.labels, reference[f"{name}/labels"])
+    for mode in MODE_NAMES:
+        np.testing.assert_array_equal(factors.values[mode], reference[f"{name}/{mode}"])
+    images = render_factors(factors, spec, batch_size=3)
+    np.testing.assert_allclose(images, reference[f"{name}/images"], rtol=0, atol=TOL)
+    ones = {m: 1.0 for m in RENDER_VISIBILITY_MODES}
+    explicit = render({m: factors.values[m] for m in MODE_NAMES}, factors.noise_seeds,
+                      image_size=SIZE, pixel_spacing_mm=spec.pixel_spacing_mm, visibility=ones)
+    np.testing.assert_array_equal(explicit.numpy(), images)
+
+
+@pytest.mark.parametrize("mode", RENDER_VISIBILITY_MODES)
+def test_render_visibility_changes_only_its_modes_pixels(mode):
+    """Counterfactual purity of the visibility of margin, texture and calcification: it changes
+    pixels only inside the nodule regions, only of samples whose category it acts on, and at 0
+    such a sample renders as the benign-looking category does at the default."""
+    seeds = _seeds(11)
+    plain = 0.0  # smooth, solid, not calcified: the category every visibility leaves alone
+    for category in range(1, len(MODES[mode].categories)):
+        values = dict(_random_values(20 + category), **{mode: np.full(B, category, np.float32)})
+        default = _render(values, seeds)
+        for v in (0.0, 2.0 if MODES[mode].visibility_max > 1 else 0.5):
+            changed = render(values, seeds, visibility={mode: v}, **GEOMETRY).numpy()
+            region = _region(values, seeds) | nodule_region(
+                values, seeds, visibility={mode: v}, **GEOMETRY).numpy()
+            diff = np.abs(changed - default)
+            assert diff[~region].max(initial=0.0) <= TOL, f"{mode}={category} v={v} leaks"
+            assert (diff > 1e-3).reshape(B, -1).any(axis=1).all(), f"{mode}={category} v={v}"
+        invisible = render(values, seeds, visibility={mode: 0.0}, **GEOMETRY).numpy()
+        as_plain = _render(dict(values, **{mode: np.full(B, plain, np.float32)}), seeds)
+        np.testing.assert_allclose(invisible, as_plain, rtol=0, atol=1e-5)
+    values = dict(_random_values(30), **{mode: np.full(B, plain, np.float32)})
+    for v in (0.0, 2.0 if MODES[mode].visibility_max > 1 else 0.5):
+        np.testing.assert_array_equal(
+            render(values, seeds, visibility={mode: v}, **GEOMETRY).numpy(), _render(values, seeds))
+
+
+def test_margin_visibility_scales_the_outline_deviation():
+    """Spicules reach further as margin visibility grows, and the smooth outline is the floor."""
+    seeds = _seeds(12)
+    values = _values(margin=2.0, size=12.0)
+    areas = [nodule_region(values, seeds, visibility={"margin": v}, **GEOMETRY).numpy().sum()
+             for v in (0.0, 1.0, 2.0)]
+    assert areas[0] < areas[1] < areas[2]
+
+
+def test_render_factors_uses_the_factors_visibility():
+    spec = dataclasses.replace(load_spec("clinical"), **GEOMETRY)
+    spec = set_spec_field(spec, "modes.margin.visibility", 0.0)
+    factors = sample_factors(spec, B, seed=4)
+    assert factors.visibility == {"margin": 0.0, "texture": 1.0, "calcification": 1.0}
+    smooth = factors.replace_values("margin", np.zeros(B, np.float32))
+    np.testing.assert_allclose(render_factors(factors, spec, batch_size=B),
+                               render_factors(smooth, spec, batch_size=B), rtol=0, atol=1e-5)
+    assert factors.subset([0, 1]).visibility == factors.visibility
