@@ -169,3 +169,13 @@ def test_mkdocs_build_fails_on_a_broken_link(tmp_path):
                             env={"NO_MKDOCS_2_WARNING": "1", "PATH": str(MKDOCS.parent)})
     assert result.returncode != 0
     assert "no_such_page.md" in result.stderr
+
+
+def test_ci_runs_the_readme_test_command_verbatim():
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    quickstart = readme.split("## Quickstart", 1)[1].split("\n## ", 1)[0]
+    commands = re.findall(r"```bash\n(.*?)\n```", quickstart, re.DOTALL)
+    assert len(commands) == 2, "the quickstart holds two commands"
+    ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8").splitlines()
+    first_test = next(line for line in ci if "pytest" in line)
+    assert first_test == commands[1]
