@@ -6,6 +6,7 @@
 ``decorrelated`` makes every mode independent of the label.
 """
 
+from nodulelearn.datasets.memory import check_dataset_fits_memory, dataset_bytes
 from nodulelearn.datasets.modes import (
     MODE_NAMES,
     MODES,
@@ -41,5 +42,6 @@ __all__ = [
     "Factors", "sample_factors",
     "render", "render_factors",
     "make_dataset",
+    "check_dataset_fits_memory", "dataset_bytes",
     "write_tfrecords", "read_tfrecords",
 ]
