@@ -4,10 +4,13 @@ TensorFlow prints INFO and WARNING lines of its C++ core (some before its loggin
 so ``TF_CPP_MIN_LOG_LEVEL`` cannot hide them) and of its Python logger (SavedModel's "Assets
 written to ..."). ``quiet_tensorflow(argv)`` is called by the launcher of every ``bin/`` script
 before TensorFlow is imported: unless ``argv`` holds ``--verbosity=N`` (or ``-v N``) with N >= 1,
-it sets ``TF_CPP_MIN_LOG_LEVEL=3`` (when the user has not set it), raises the ``tensorflow``
-Python logger to ERROR, and filters the import-time C++ INFO / WARNING lines out of stderr; any
-other output of the import (Python warnings, errors) is passed through. Nothing happens at import
-of this module.
+it sets ``TF_CPP_MIN_LOG_LEVEL=3`` (0 with N >= 1; a level the user exported is kept), raises
+the ``tensorflow`` Python logger to ERROR, and filters the import-time C++ INFO / WARNING lines
+out of stderr; any other output of the import (Python warnings, errors) is passed through.
+Nothing happens at import of this module.
+
+A ``bin/`` script run directly (``bin/train``) is quieted the same way when it calls
+``quiet_tensorflow(sys.argv)`` before its first nodulelearn import.
 """
 
 from __future__ import annotations
@@ -57,6 +60,9 @@ def quiet_tensorflow(argv: Sequence[str]) -> bool:
     quieted TensorFlow, False when the verbosity asked for its logs.
     """
     if verbosity(argv) >= 1:
+        # Set, so that a script's own default (``setdefault("TF_CPP_MIN_LOG_LEVEL", "2")``) does
+        # not hide what the user asked to see; a level the user exported is kept.
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "0")
         return False
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     logging.getLogger("tensorflow").setLevel(logging.ERROR)
