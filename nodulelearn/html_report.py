@@ -278,9 +278,9 @@ def _read_json(path: Path) -> Any:
 def study_report(out_dir: str | os.PathLike) -> Path:
     """Writes ``out_dir/report.html`` from a study's outputs and returns its path.
 
-    Uses ``summary.md`` (the summary tables), every ``*.png`` at the top of ``out_dir``,
-    ``results.csv`` (one row per run and test set), the run list (``runs/*/``, with each run's
-    state) and ``study.json`` (the settings). Files that a study has not written yet are left
+    Uses ``summary.md`` (the summary tables), every ``*.png`` at the top of ``out_dir``, every
+    ``*.csv`` there (``results.csv`` first, then e.g. ``sensitivity.csv``, ``sweep.csv``), the run
+    list (``runs/*/``, with each run's state) and ``study.json`` (the settings). Files that a study has not written yet are left
     out, so a report of a partly finished study shows what there is.
 
     Raises:
@@ -293,8 +293,9 @@ def study_report(out_dir: str | os.PathLike) -> Path:
     figures = _figures(out)
     if figures:
         sections.append(Section("Figures", figures))
-    if (out / "results.csv").is_file():
-        sections.append(Section("Results", [Table(out / "results.csv", "results.csv")]))
+    tables = sorted(out.glob("*.csv"), key=lambda p: (p.name != "results.csv", p.name))
+    if tables:
+        sections.append(Section("Results", [Table(p, p.name) for p in tables]))
     runs = sorted(p for p in (out / "runs").glob("*") if p.is_dir())
     if runs:
         rows = [{"run": p.name,
@@ -323,9 +324,9 @@ def probe_report(out_dir: str | os.PathLike) -> Path:
     """Writes ``out_dir/report.html`` from ``bin/probe_features``' outputs and returns its path.
 
     Per analysed folder (``out_dir`` itself, or one sub-folder per distribution or run): the
-    sensitivity table (``sensitivity.csv``), the decodability and recoverability records
-    (``decodability.json``, ``recoverability.json``) and every figure; then the comparison of
-    several runs (``comparison.csv`` / ``.png``) when there is one.
+    sensitivity table (``sensitivity.csv``) and every other CSV, the decodability and
+    recoverability records (``decodability.json``, ``recoverability.json``) and every figure; then
+    the comparison of several runs (``comparison.csv`` / ``.png``) when there is one.
 
     Raises:
         ReportError: ``out_dir`` is not a directory, or holds no probe output.
@@ -335,9 +336,12 @@ def probe_report(out_dir: str | os.PathLike) -> Path:
     sections = []
     for folder in folders:
         name = folder.relative_to(out).as_posix()
-        blocks: list[Text | Table | Image] = [Table(folder / "sensitivity.csv", "sensitivity.csv")]
+        csvs = sorted(folder.glob("*.csv"), key=lambda p: (p.name != "sensitivity.csv", p.name))
+        if folder == out:
+            csvs = [p for p in csvs if p.name != "comparison.csv"]
+        blocks: list[Text | Table | Image] = [Table(p, p.name) for p in csvs]
         for record in ("decodability.json", "recoverability.json"):
-            if (folder / record).is_file():
+            if (folder / record).is_file() and not (folder / record).with_suffix(".csv").is_file():
                 blocks.append(Table(_records(_read_json(folder / record)), record))
         blocks.extend(Image(p, caption=p.relative_to(out).as_posix())
                       for p in sorted(folder.glob("*.png")))

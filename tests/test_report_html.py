@@ -157,6 +157,7 @@ def write_study_outputs(out):
     (out / "results.csv").write_text(
         "run_id,loss,test_dist,accuracy\nce__margin_size__s0,ce,margin_size,0.98\n"
         "supcon__margin_size__s0,supcon,margin_size,0.97\n")
+    (out / "sweep.csv").write_text("run_id,modes.noise.alignment,accuracy\nce__p0__s0,0.5,0.7\n")
     (out / "heatmap.png").write_bytes(png_bytes())
     (out / "ood.png").write_bytes(png_bytes("tab:green"))
     (out / "study.json").write_text(json.dumps(
@@ -172,10 +173,12 @@ def test_study_report_holds_summary_figures_runs_and_settings(tmp_path):
     write_study_outputs(out)
     path = html_report.study_report(out)
     assert path == out / "report.html"
-    view = assert_renders(path, tmp_path, tables=4, images=2)  # summary, results, runs, settings
+    # summary.md's table, results.csv, sweep.csv, the runs, the settings
+    view = assert_renders(path, tmp_path, tables=5, images=2)
     assert view["headings"][:5] == ["Summary", "Figures", "Results", "Runs", "Settings"]
     text = path.read_text()
     assert "<title>Study quick</title>" in text
+    assert text.index("<caption>results.csv</caption>") < text.index("<caption>sweep.csv</caption>")
     assert "<td>supcon__margin_size__s0</td><td>not finished</td>" in text
     assert "<td>budget.n_train</td><td>1024</td>" in text
 
