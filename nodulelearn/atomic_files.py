@@ -13,6 +13,7 @@ import io
 import json
 import math
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -31,12 +32,14 @@ def _umask() -> int:
 def atomic_path(path: str | os.PathLike) -> Iterator[str]:
     """Yields a temporary path next to ``path``; renames it to ``path`` if the block succeeds.
 
-    The temporary name keeps ``path``'s extension, so writers that check it (``model.save``,
-    ``savefig``) accept it. Parent directories are created; on failure the temporary is removed.
+    The temporary name keeps ``path``'s extensions (``.weights.h5`` whole), so writers that check
+    them (``model.save``, ``save_weights``, ``savefig``) accept it. Parent directories are created;
+    on failure the temporary is removed.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix, dir=path.parent)
+    suffix = "".join(path.suffixes)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
     os.close(fd)
     try:
         yield tmp
@@ -45,6 +48,30 @@ def atomic_path(path: str | os.PathLike) -> Iterator[str]:
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+
+
+@contextlib.contextmanager
+def atomic_directory(path: str | os.PathLike) -> Iterator[str]:
+    """Yields a fresh temporary directory next to ``path``; if the block succeeds, it replaces
+    ``path`` (a previous directory there is moved aside, then deleted). On failure the temporary
+    directory is removed and ``path`` is left as it was.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        yield tmp
+        os.chmod(tmp, 0o777 & ~_umask())
+        old = None
+        if path.exists():
+            old = tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=path.parent)
+            os.replace(path, os.path.join(old, path.name))
+        os.replace(tmp, path)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    finally:
+        if os.path.exists(tmp):
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> Path:

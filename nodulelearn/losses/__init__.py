@@ -2,74 +2,60 @@
 
 >>> from nodulelearn import losses
 >>> loss = losses.get("supcon", temperature=0.1)
->>> losses.info("supcon").protocol
-'pretrain_probe'
+>>> losses.info("supcon").consumes
+'views'
+
+``names()``, ``info``, ``get`` and ``register`` import no Keras until a loss is built or looked
+up; the loss classes and pure functions below are imported on first use (``EXPORTS``).
 """
 
-from nodulelearn.losses.classification import (
-    BinaryCrossEntropy,
-    SigmoidFocalCrossEntropy,
-    binary_crossentropy_loss,
-    sigmoid_focal_loss,
-)
-from nodulelearn.losses.contrastive import NTXent, SupervisedContrastive, supcon_loss
-from nodulelearn.losses.metric import (
-    Contrastive,
-    LiftedStruct,
-    NPairs,
-    contrastive_inbatch_loss,
-    contrastive_pair_loss,
-    lifted_struct_loss,
-    npairs_loss,
-)
-from nodulelearn.losses.multi_similarity import MultiSimilarity, multi_similarity_loss
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
 from nodulelearn.losses.plugins import ENTRY_POINT_GROUP, import_loss_module
 from nodulelearn.losses.registry import (
+    BUILT_INS,
     CONSUMES,
-    PROTOCOLS,
     LossInfo,
+    check_params,
     get,
     info,
     names,
     register,
     unregister,
 )
-from nodulelearn.losses.triplet import (
-    TripletHard,
-    TripletSemiHard,
-    triplet_hard_loss,
-    triplet_semihard_loss,
-)
+
+#: The loss classes and pure functions, and the module defining each (imported on first use).
+EXPORTS: dict[str, str] = {
+    **dict.fromkeys(("BinaryCrossEntropy", "SigmoidFocalCrossEntropy",
+                     "binary_crossentropy_loss", "sigmoid_focal_loss"),
+                    "nodulelearn.losses.classification"),
+    **dict.fromkeys(("NTXent", "SupervisedContrastive", "supcon_loss"),
+                    "nodulelearn.losses.contrastive"),
+    **dict.fromkeys(("Contrastive", "LiftedStruct", "NPairs", "contrastive_inbatch_loss",
+                     "contrastive_pair_loss", "lifted_struct_loss", "npairs_loss"),
+                    "nodulelearn.losses.metric"),
+    **dict.fromkeys(("MultiSimilarity", "multi_similarity_loss"),
+                    "nodulelearn.losses.multi_similarity"),
+    **dict.fromkeys(("TripletHard", "TripletSemiHard", "triplet_hard_loss",
+                     "triplet_semihard_loss"), "nodulelearn.losses.triplet"),
+}
 
 __all__ = [
-    "CONSUMES",
-    "ENTRY_POINT_GROUP",
-    "PROTOCOLS",
-    "BinaryCrossEntropy",
-    "Contrastive",
-    "LiftedStruct",
-    "MultiSimilarity",
-    "NPairs",
-    "TripletHard",
-    "TripletSemiHard",
-    "contrastive_inbatch_loss",
-    "contrastive_pair_loss",
-    "lifted_struct_loss",
-    "multi_similarity_loss",
-    "npairs_loss",
-    "triplet_hard_loss",
-    "triplet_semihard_loss",
-    "LossInfo",
-    "NTXent",
-    "SigmoidFocalCrossEntropy",
-    "SupervisedContrastive",
-    "binary_crossentropy_loss",
-    "get",
-    "import_loss_module",
-    "info",
-    "names",
-    "register",
-    "sigmoid_focal_loss",
-    "supcon_loss",
-    "unregister",
+    "BUILT_INS", "CONSUMES", "ENTRY_POINT_GROUP", "LossInfo", "check_params", "get",
+    "import_loss_module", "info", "names", "register", "unregister", *EXPORTS,
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(EXPORTS[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *EXPORTS})

@@ -82,7 +82,7 @@ def sigmoid_focal_loss(y_true, y_pred, alpha=0.25, gamma: float = 2.0, from_logi
     return ops.sum(loss, axis=-1)
 
 
-@register("ce", protocol="end_to_end", consumes="logits")
+@register("ce", consumes="logits")
 @keras.saving.register_keras_serializable(package="nodulelearn")
 class BinaryCrossEntropy(base.NoduleLoss):
     """Binary cross-entropy on logits; see :func:`binary_crossentropy_loss`.
@@ -100,7 +100,7 @@ class BinaryCrossEntropy(base.NoduleLoss):
         return binary_crossentropy_loss(y_true, base.logits_2d(y_pred), self.label_smoothing)
 
 
-@register("focal", protocol="end_to_end", consumes="logits")
+@register("focal", consumes="logits")
 @keras.saving.register_keras_serializable(package="nodulelearn")
 class SigmoidFocalCrossEntropy(base.NoduleLoss):
     """Sigmoid focal cross-entropy; see :func:`sigmoid_focal_loss`.

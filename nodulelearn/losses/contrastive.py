@@ -87,7 +87,7 @@ class _MultiViewContrastive(base.NoduleLoss):
         return supcon_loss(labels, y_pred, self.temperature, base_temperature, self.contrast_mode)
 
 
-@register("supcon", protocol="pretrain_probe", consumes="views")
+@register("supcon", consumes="views")
 @keras.saving.register_keras_serializable(package="nodulelearn")
 class SupervisedContrastive(_MultiViewContrastive):
     """Supervised contrastive loss on [B, V, D] views; see :func:`supcon_loss`.
@@ -106,7 +106,7 @@ class SupervisedContrastive(_MultiViewContrastive):
         return self._loss(base.labels_1d(y_true), y_pred)
 
 
-@register("simclr", protocol="pretrain_probe", consumes="views")
+@register("simclr", consumes="views")
 @keras.saving.register_keras_serializable(package="nodulelearn")
 class NTXent(_MultiViewContrastive):
     """NT-Xent (Chen et al. 2020, SimCLR): SupCon where each sample is its own class.

@@ -109,7 +109,7 @@ def npairs_loss(labels, anchors, positives):
     return -ops.sum(targets * ops.log_softmax(similarity, axis=1), axis=1)
 
 
-@register("contrastive", protocol="pretrain_probe", consumes="embeddings")
+@register("contrastive", consumes="embeddings")
 @keras.saving.register_keras_serializable(package="nodulelearn")
 class Contrastive(base.NoduleLoss):
     """In-batch margin contrastive loss; see :func:`contrastive_inbatch_loss`.
@@ -128,7 +128,7 @@ class Contrastive(base.NoduleLoss):
         return contrastive_inbatch_loss(base.labels_1d(y_true), y_pred, self.margin)
 
 
-@register("lifted", protocol="pretrain_probe", consumes="embeddings")
+@register("lifted", consumes="embeddings")
 @keras.saving.register_keras_serializable(package="nodulelearn")
 class LiftedStruct(base.NoduleLoss):
     """Lifted structured loss; see :func:`lifted_struct_loss`.
@@ -147,7 +147,7 @@ class LiftedStruct(base.NoduleLoss):
         return lifted_struct_loss(base.labels_1d(y_true), y_pred, self.margin)
 
 
-@register("npairs", protocol="pretrain_probe", consumes="views")
+@register("npairs", consumes="views", views=2)
 @keras.saving.register_keras_serializable(package="nodulelearn")
 class NPairs(base.NoduleLoss):
     """N-pairs loss on two views [B, 2, D] (view 0: anchors, view 1: positives); see

@@ -15,6 +15,8 @@ import types
 
 ENTRY_POINT_GROUP = "nodulelearn.losses"
 
+log = logging.getLogger(__name__)
+
 _loaded = False
 
 
@@ -44,7 +46,7 @@ def load_entry_point_plugins(*, force: bool = False) -> list[str]:
                 f"Could not load the loss plug-in {entry_point.name!r} = {entry_point.value!r} "
                 f"(entry-point group {ENTRY_POINT_GROUP!r}): {error}"
             ) from error
-        logging.info("Loaded loss plug-in %s = %s", entry_point.name, entry_point.value)
+        log.info("Loaded loss plug-in %s = %s", entry_point.name, entry_point.value)
         loaded.append(entry_point.name)
     return loaded
 

@@ -1,7 +1,14 @@
-"""The loss registry: name -> Keras loss class, the protocol it trains under, what it consumes.
+"""The loss registry: name -> Keras loss class, and what the loss consumes.
 
-Built on the project's shared :class:`nodulelearn.registry.Registry`. Plug-ins (entry-point group
-``nodulelearn.losses``) are imported lazily, once, the first time the registry is read.
+A loss declares only what it consumes: ``"logits"`` ``[B, 1]``, ``"embeddings"`` ``[B, D]`` or
+``"views"`` ``[B, V, D]`` (and, for views, how many it needs when it needs an exact number).
+Which training protocol can train it is the protocols' business
+(``nodulelearn.training.protocol_for``).
+
+Built on the project's shared :class:`nodulelearn.registry.Registry`. The built-in names are
+catalogued, so ``names()`` imports neither Keras nor TensorFlow; a loss' module is imported the
+first time it is looked up. Plug-ins (entry-point group ``nodulelearn.losses``) are imported
+lazily, once, the first time the registry is read.
 """
 
 from __future__ import annotations
@@ -11,16 +18,28 @@ import inspect
 from collections.abc import Callable, Mapping
 from typing import Any
 
-import keras
+from nodulelearn.registry import Registry, keyword_defaults
 
-from nodulelearn.registry import Registry, UnknownNameError
-
-PROTOCOLS = ("end_to_end", "pretrain_probe")
 CONSUMES = ("logits", "embeddings", "views")
 # Keyword arguments every keras.losses.Loss takes; accepted by get() next to the hyperparameters.
 KERAS_LOSS_ARGS = ("reduction", "name", "dtype")
 
-_LOSSES = Registry("loss")
+#: The built-in losses and the module that registers each (checked against them by the tests).
+BUILT_INS = {
+    "ce": "nodulelearn.losses.classification",
+    "focal": "nodulelearn.losses.classification",
+    "supcon": "nodulelearn.losses.contrastive",
+    "simclr": "nodulelearn.losses.contrastive",
+    "contrastive": "nodulelearn.losses.metric",
+    "lifted": "nodulelearn.losses.metric",
+    "npairs": "nodulelearn.losses.metric",
+    "triplet_semihard": "nodulelearn.losses.triplet",
+    "triplet_hard": "nodulelearn.losses.triplet",
+    "multi_similarity": "nodulelearn.losses.multi_similarity",
+}
+
+_LOSSES = Registry("loss", skip_params=KERAS_LOSS_ARGS, also_accepted=KERAS_LOSS_ARGS,
+                   catalogue=BUILT_INS)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -29,64 +48,78 @@ class LossInfo:
 
     Attributes:
         name: registry name.
-        protocol: ``"end_to_end"`` or ``"pretrain_probe"``.
         consumes: ``"logits"`` ([B, 1]), ``"embeddings"`` ([B, D]) or ``"views"`` ([B, V, D]).
+        views: for ``consumes="views"``, the exact number of views the loss needs (``None``: any
+            number >= 2); ``None`` otherwise.
         hparams: hyperparameter name -> default value, in constructor order.
         cls: the ``keras.losses.Loss`` subclass.
+        protocol_hint: the protocol the loss was registered with (``register(protocol=...)``,
+            kept for plug-ins written before losses stopped naming protocols), else ``None``.
     """
 
     name: str
-    protocol: str
     consumes: str
+    views: int | None
     hparams: Mapping[str, Any]
     cls: type
+    protocol_hint: str | None = None
 
 
 def hparam_defaults(cls: type) -> dict[str, Any]:
     """Returns the hyperparameters of a loss class with their defaults (its keyword arguments
-    other than Keras' own ``reduction``, ``name`` and ``dtype``)."""
-    hparams = {}
-    for param in list(inspect.signature(cls.__init__).parameters.values())[1:]:
-        if param.kind in (param.VAR_KEYWORD, param.VAR_POSITIONAL) or param.name in KERAS_LOSS_ARGS:
-            continue
-        if param.default is param.empty:
+    other than Keras' own ``reduction``, ``name`` and ``dtype``).
+
+    Raises:
+        TypeError: a constructor argument without a default.
+    """
+    for param in inspect.signature(cls).parameters.values():
+        if (param.default is param.empty and param.name not in KERAS_LOSS_ARGS
+                and param.kind not in (param.VAR_KEYWORD, param.VAR_POSITIONAL)):
             raise TypeError(
                 f"Loss hyperparameters need defaults; {cls.__name__}.__init__ argument "
                 f"{param.name!r} has none."
             )
-        hparams[param.name] = param.default
+    hparams = keyword_defaults(cls, skip=KERAS_LOSS_ARGS)
     return hparams
 
 
-def register(name: str, *, protocol: str, consumes: str) -> Callable[[type], type]:
+def _invalid(arg: str, expected: str, value: Any) -> ValueError:
+    return ValueError(
+        f"Invalid value for argument `{arg}`. Expected {expected}. Received: {arg}={value!r}")
+
+
+def register(name: str, *, consumes: str, views: int | None = None,
+             protocol: str | None = None) -> Callable[[type], type]:
     """Class decorator registering a ``keras.losses.Loss`` subclass under ``name``.
 
     Args:
         name: registry name (must not be registered yet).
-        protocol: ``"end_to_end"`` (classifier trained directly) or ``"pretrain_probe"``
-            (encoder pre-trained with the loss, then a linear probe).
         consumes: ``"logits"``, ``"embeddings"`` or ``"views"``.
+        views: with ``consumes="views"``, the exact number of views the loss needs (e.g. 2 for
+            anchors and positives); ``None``: any number of views.
+        protocol: optional, for plug-ins written when losses named their protocol: the protocol
+            registry checks it matches what ``consumes`` implies.
 
     Returns:
         The decorator; it returns the class unchanged.
     """
-    if protocol not in PROTOCOLS:
-        raise ValueError(
-            f"Invalid value for argument `protocol`. Expected one of {PROTOCOLS}. "
-            f"Received: protocol={protocol!r}"
-        )
     if consumes not in CONSUMES:
-        raise ValueError(
-            f"Invalid value for argument `consumes`. Expected one of {CONSUMES}. "
-            f"Received: consumes={consumes!r}"
-        )
+        raise _invalid("consumes", f"one of {CONSUMES}", consumes)
+    if views is not None and (consumes != "views" or isinstance(views, bool)
+                              or not isinstance(views, int) or views < 2):
+        raise _invalid("views", "None, or an integer >= 2 for a loss that consumes 'views'", views)
+    if protocol is not None and (not isinstance(protocol, str) or not protocol):
+        raise _invalid("protocol", "None or a protocol name", protocol)
 
     def decorator(cls: type) -> type:
+        import keras
+
         if not (isinstance(cls, type) and issubclass(cls, keras.losses.Loss)):
             raise TypeError(
                 f"losses.register({name!r}) expects a keras.losses.Loss subclass. Received: {cls!r}"
             )
-        _LOSSES.add(name, cls, protocol=protocol, consumes=consumes, hparams=hparam_defaults(cls))
+        hparam_defaults(cls)  # a hyperparameter without a default fails at registration
+        _LOSSES.add(name, cls, consumes=consumes, views=views, protocol_hint=protocol)
         return cls
 
     return decorator
@@ -96,16 +129,12 @@ def _entry(name: str):
     from nodulelearn.losses.plugins import load_entry_point_plugins
 
     load_entry_point_plugins()
-    if not isinstance(name, str):
-        raise UnknownNameError(
-            f"A loss name must be a string. Received: {name!r}. Valid names: "
-            f"{', '.join(_LOSSES.names())}."
-        )
     return _LOSSES.entry(name)
 
 
 def names() -> list[str]:
-    """Returns the sorted names of every registered loss, plug-ins included."""
+    """Returns the sorted names of every registered loss, plug-ins included (built-ins are listed
+    without importing Keras)."""
     from nodulelearn.losses.plugins import load_entry_point_plugins
 
     load_entry_point_plugins()
@@ -117,14 +146,21 @@ def info(name: str) -> LossInfo:
     entry = _entry(name)
     return LossInfo(
         name=entry.name,
-        protocol=entry.metadata["protocol"],
         consumes=entry.metadata["consumes"],
-        hparams=dict(entry.metadata["hparams"]),
+        views=entry.metadata["views"],
+        hparams=hparam_defaults(entry.obj),
         cls=entry.obj,
+        protocol_hint=entry.metadata["protocol_hint"],
     )
 
 
-def get(name: str, **hparams: Any) -> keras.losses.Loss:
+def check_params(name: str, hparams: Mapping[str, Any]) -> None:
+    """Raises ``UnknownParameterError`` for a hyperparameter loss ``name`` does not take."""
+    _entry(name)
+    _LOSSES.check_params(name, hparams)
+
+
+def get(name: str, **hparams: Any):
     """Builds a configured loss.
 
     Args:
@@ -137,17 +173,11 @@ def get(name: str, **hparams: Any) -> keras.losses.Loss:
 
     Raises:
         UnknownNameError: unknown loss name (the message lists the registered names).
-        ValueError: unknown hyperparameter (the message lists the valid ones) or invalid value.
+        UnknownParameterError: unknown hyperparameter (the message lists the valid ones).
+        ValueError: invalid value.
     """
-    loss_info = info(name)
-    unknown = sorted(set(hparams) - set(loss_info.hparams) - set(KERAS_LOSS_ARGS))
-    if unknown:
-        valid = ", ".join(loss_info.hparams) or "(none)"
-        raise ValueError(
-            f"Unknown hyperparameter(s) {', '.join(map(repr, unknown))} for loss {name!r}. "
-            f"Valid hyperparameters: {valid} (plus Keras' {', '.join(KERAS_LOSS_ARGS)})."
-        )
-    return loss_info.cls(**hparams)
+    _entry(name)
+    return _LOSSES.build(name, **hparams)
 
 
 def unregister(name: str) -> None:

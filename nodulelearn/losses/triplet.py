@@ -160,7 +160,7 @@ class _Triplet(base.NoduleLoss):
         self.distance_metric = base.one_of("distance_metric", distance_metric, DISTANCE_METRICS)
 
 
-@register("triplet_semihard", protocol="pretrain_probe", consumes="embeddings")
+@register("triplet_semihard", consumes="embeddings")
 @keras.saving.register_keras_serializable(package="nodulelearn")
 class TripletSemiHard(_Triplet):
     """Semi-hard triplet loss; see :func:`triplet_semihard_loss`.
@@ -181,7 +181,7 @@ class TripletSemiHard(_Triplet):
         )
 
 
-@register("triplet_hard", protocol="pretrain_probe", consumes="embeddings")
+@register("triplet_hard", consumes="embeddings")
 @keras.saving.register_keras_serializable(package="nodulelearn")
 class TripletHard(_Triplet):
     """Batch-hard triplet loss; see :func:`triplet_hard_loss`.

@@ -1,35 +1,39 @@
-"""Encoders (registry), projection and linear heads, and the exported classifier."""
+"""Encoders (registry), projection and linear heads, and the exported classifier.
+
+``names``, ``encoder_params`` and the registry import no Keras; ``build_encoder`` imports the
+encoder's module, and the builders below are imported on first use (``EXPORTS``).
+"""
 
 from __future__ import annotations
 
-import inspect
+import importlib
+from typing import Any
 
-import keras
+from nodulelearn.models.registry import ENCODERS
 
-from nodulelearn.models.encoders import ENCODERS, compact_cnn, small_resnet
-from nodulelearn.models.heads import classifier, linear_head, projection_head
+#: The model builders and the module defining each (imported on first use).
+EXPORTS: dict[str, str] = {
+    "compact_cnn": "nodulelearn.models.encoders",
+    "small_resnet": "nodulelearn.models.encoders",
+    "classifier": "nodulelearn.models.heads",
+    "linear_head": "nodulelearn.models.heads",
+    "projection_head": "nodulelearn.models.heads",
+}
 
-__all__ = [
-    "ENCODERS", "build_encoder", "classifier", "compact_cnn", "encoder_params", "linear_head",
-    "names", "projection_head", "small_resnet",
-]
+__all__ = ["ENCODERS", "build_encoder", "encoder_params", "names", *EXPORTS]
 
 
 def names() -> list[str]:
-    """Registered encoder names, sorted."""
+    """Registered encoder names, sorted (imports no Keras)."""
     return ENCODERS.names()
 
 
 def encoder_params(name: str) -> dict[str, object]:
     """The configurable hyperparameters of encoder ``name`` and their defaults."""
-    signature = inspect.signature(ENCODERS.get(name))
-    return {
-        p.name: p.default for p in signature.parameters.values()
-        if p.kind is p.KEYWORD_ONLY and p.name != "name"
-    }
+    return ENCODERS.params(name)
 
 
-def build_encoder(name: str, image_size: int, **params: object) -> keras.Model:
+def build_encoder(name: str, image_size: int, **params: object):
     """Builds encoder ``name`` for square ``image_size`` images.
 
     Args:
@@ -42,13 +46,18 @@ def build_encoder(name: str, image_size: int, **params: object) -> keras.Model:
 
     Raises:
         UnknownNameError: unknown ``name``, listing the registered encoders.
-        ValueError: a hyperparameter the encoder does not have, listing the valid ones.
+        UnknownParameterError: a hyperparameter the encoder does not have, listing the valid ones.
     """
-    valid = encoder_params(name)
-    unknown = sorted(set(params) - set(valid))
-    if unknown:
-        raise ValueError(
-            f"Unknown hyperparameter(s) {', '.join(unknown)} for model {name!r}. "
-            f"Valid hyperparameters: {', '.join(f'{k} (default {v!r})' for k, v in valid.items())}."
-        )
-    return ENCODERS.get(name)(image_size, **params)
+    return ENCODERS.build(name, image_size, **params)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(EXPORTS[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *EXPORTS})

@@ -9,9 +9,7 @@ from __future__ import annotations
 import keras
 from keras import layers
 
-from nodulelearn.registry import Registry
-
-ENCODERS = Registry("model")
+from nodulelearn.models.registry import ENCODERS
 
 #: Batch-norm momentum. Keras' 0.99 leaves 0.99**steps of the initial moving variance (1.0) in
 #: the statistics; a run of a few hundred steps keeps ~2%, which swamps a first layer whose

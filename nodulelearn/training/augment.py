@@ -15,14 +15,15 @@ disagree on its size and a contrastive loss would teach the encoder to ignore si
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import tensorflow as tf
 
+from nodulelearn.params import parse_entry
 from nodulelearn.registry import Registry
 
-AUGMENTATIONS = Registry("augmentation")
+AUGMENTATIONS = Registry("augmentation", numbers_only=True)
 
 #: The default view pipeline (order matters: geometry first, then intensities).
 DEFAULT_AUGMENT = ("flip", "rot90", "translate", "intensity", "noise")
@@ -119,24 +120,19 @@ def random_resized_crop(images: tf.Tensor, seed: tf.Tensor, min_scale: float = 0
     return tf.image.crop_and_resize(images, boxes, tf.range(batch), size)
 
 
-def parse_augment(entry: str) -> tuple[str, dict[str, float]]:
-    """Parses one pipeline entry ``"name"`` or ``"name:key=value;key=value"``."""
-    name, _, params = entry.partition(":")
-    AUGMENTATIONS.entry(name)  # Unknown name -> error listing the valid ones.
-    parsed: dict[str, float] = {}
-    for item in filter(None, params.split(";")):
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise ValueError(f"Invalid augmentation parameter {item!r} in {entry!r}. "
-                             "Expected key=value.")
-        try:
-            number = float(value)  # accepts 3, 0.5, 1e-3 and 1E-3 alike
-            parsed[key.strip()] = int(number) if number.is_integer() and value.strip().isdigit() \
-                else number
-        except ValueError:
-            raise ValueError(f"Invalid value for augmentation parameter {key!r} in {entry!r}. "
-                             f"Expected a number. Received: {value!r}") from None
-    return name, parsed
+def parse_augment(entry: str) -> tuple[str, dict[str, Any]]:
+    """Parses and checks one pipeline entry ``"name"`` or ``"name:key=value;key=value"``.
+
+    The grammar is ``nodulelearn.params``'; the names and parameters are the registry's.
+
+    Raises:
+        UnknownNameError: unknown op (listing the valid ones).
+        UnknownParameterError / ValueError: a parameter the op does not take, or text where it
+            takes a number.
+    """
+    name, params = parse_entry(entry, what="augmentation")
+    AUGMENTATIONS.check_params(name, params)
+    return name, params
 
 
 def build_augment(pipeline: Sequence[str] = DEFAULT_AUGMENT) -> AugmentFn | None:
@@ -150,15 +146,9 @@ def build_augment(pipeline: Sequence[str] = DEFAULT_AUGMENT) -> AugmentFn | None
         A function mapping ``images [B, H, W, 1]`` float32 and ``seed`` int32 ``[2]`` to augmented
         images of the same shape, or ``None`` for an empty pipeline.
     """
-    ops = [parse_augment(entry) for entry in pipeline]
+    ops = [parse_augment(entry) for entry in pipeline]  # bad entries fail now, not when traced
     if not ops:
         return None
-    for name, params in ops:  # Reject unknown parameters now, not inside a traced function.
-        valid = set(inspect.signature(AUGMENTATIONS.get(name)).parameters) - {"images", "seed"}
-        unknown = sorted(set(params) - valid)
-        if unknown:
-            raise ValueError(f"Unknown parameter(s) {', '.join(unknown)} for augmentation "
-                             f"{name!r}. Valid parameters: {', '.join(sorted(valid)) or '(none)'}.")
 
     def augment(images: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
         seeds = tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), num=len(ops))

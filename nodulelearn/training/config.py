@@ -8,26 +8,20 @@ and returns the fully resolved config that is written to ``config.json``.
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections.abc import Mapping
 from typing import Any
 
+from nodulelearn.params import parse_params
 from nodulelearn.training.augment import DEFAULT_AUGMENT, build_augment
+
+__all__ = ["SMOKE_DEFAULTS", "STRATEGIES", "TrainConfig", "parse_params", "resolve_config"]
 
 STRATEGIES = ("default", "mirrored", "multi_worker")
 
-#: Defaults per protocol, chosen so that each run finishes within 5 minutes on a 2-core CPU
-#: (measured in docs/performance.md).
-PROTOCOL_DEFAULTS: dict[str, dict[str, Any]] = {
-    "end_to_end": dict(n_train=8192, n_val=512, n_test=2000, epochs=15, probe_epochs=0,
-                       batch_size=128, learning_rate=2e-3),
-    "pretrain_probe": dict(n_train=8192, n_val=512, n_test=2000, epochs=12, probe_epochs=30,
-                           batch_size=128, learning_rate=2e-3),
-}
-#: ``--smoke``: a seconds-long run for tests and first tries (explicit values still win).
+#: ``--smoke``: a seconds-long run for tests and first tries (explicit values still win); each
+#: protocol adds its own (``Protocol.smoke_defaults``).
 SMOKE_DEFAULTS: dict[str, Any] = dict(n_train=64, n_val=32, n_test=64, epochs=1, batch_size=32,
                                       image_size=32)
-SMOKE_PROBE_EPOCHS = 1
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,25 +73,6 @@ class TrainConfig:
         return cls(**kwargs)
 
 
-def parse_params(text: str, *, what: str = "--loss_params") -> dict[str, Any]:
-    """Parses ``"k=v,k2=v2"``; values are JSON numbers / booleans, else strings.
-
-    Raises:
-        ValueError: an item without ``=``, naming the expected form.
-    """
-    params: dict[str, Any] = {}
-    for item in filter(None, (part.strip() for part in (text or "").split(","))):
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise ValueError(f"Invalid {what} item {item!r}. Expected key=value[,key=value...], "
-                             f"e.g. temperature=0.1. Received: {text!r}")
-        try:
-            params[key.strip()] = json.loads(value.strip())
-        except json.JSONDecodeError:
-            params[key.strip()] = value.strip()
-    return params
-
-
 def _check(condition: bool, message: str) -> None:
     if not condition:
         raise ValueError(message)
@@ -118,27 +93,29 @@ def resolve_config(config: TrainConfig) -> TrainConfig:
     """
     from nodulelearn import losses, models
     from nodulelearn.datasets import load_spec
+    from nodulelearn.training.protocols import PROTOCOLS, losses_of, protocol_for
 
     if config.loss_module:
         losses.import_loss_module(config.loss_module)
-    info = losses.info(config.loss)
+    protocol = protocol_for(config.loss)  # unknown loss, or one no protocol can train, fails
     losses.get(config.loss, **dict(config.loss_params))  # Bad hyperparameters fail here, early.
-    protocol = info.protocol
     _check(config.strategy in STRATEGIES, f"Unknown strategy {config.strategy!r}. "
            f"Valid names: {', '.join(STRATEGIES)}.")
-    models.ENCODERS.entry(config.model)
-    if protocol == "end_to_end" and config.probe_epochs:
-        raise ValueError(
-            f"The loss {config.loss!r} trains end to end (protocol end_to_end), which has no "
-            f"linear-probe phase; probe_epochs applies only to losses of protocol pretrain_probe. "
-            f"Received: probe_epochs={config.probe_epochs}. Drop --probe_epochs or choose one of "
-            f"the losses {', '.join(n for n in losses.names() if losses.info(n).protocol == 'pretrain_probe')}."
-        )
-    defaults = dict(PROTOCOL_DEFAULTS[protocol])
+    models.ENCODERS.check_params(config.model, dict(config.model_params))
+    phase_fields = {f for p in PROTOCOLS for f in PROTOCOLS.get(p).epochs.values()}
+    for field in sorted(phase_fields - set(protocol.epochs.values())):
+        if getattr(config, field):
+            users = [p for p in PROTOCOLS if PROTOCOLS.get(p).uses(field)]
+            raise ValueError(
+                f"The loss {config.loss!r} trains under protocol {protocol.name}, whose phases "
+                f"({', '.join(protocol.phases)}) do not use {field}; it applies only to losses "
+                f"of protocol {' or '.join(users)}. Received: {field}={getattr(config, field)}. "
+                f"Drop --{field} or choose one of the losses "
+                f"{', '.join(n for p in users for n in losses_of(p))}.")
+    defaults = dict(protocol.defaults)
     if config.smoke:
         defaults.update({k: v for k, v in SMOKE_DEFAULTS.items() if k in defaults})
-        if protocol == "pretrain_probe":
-            defaults["probe_epochs"] = SMOKE_PROBE_EPOCHS
+        defaults.update(protocol.smoke_defaults)
     filled = {k: (getattr(config, k) if getattr(config, k) is not None else v)
               for k, v in defaults.items()}
     image_size = config.image_size or (SMOKE_DEFAULTS["image_size"] if config.smoke else None)
@@ -154,17 +131,14 @@ def resolve_config(config: TrainConfig) -> TrainConfig:
     for dist in test_dists:
         load_spec(dist)
     _check(len(test_dists) > 0, "Expected at least one test distribution. Received none.")
-    for name in ("n_train", "n_val", "n_test", "epochs", "batch_size"):
+    for name in ("n_train", "n_val", "n_test", "batch_size"):
         _positive_int(name, filled[name])
     _positive_int("image_size", image_size)
-    if protocol == "pretrain_probe":
-        _positive_int("probe_epochs", filled["probe_epochs"])
+    for field in protocol.epochs.values():
+        _positive_int(field, filled[field])
     lr = filled["learning_rate"]
     _check(isinstance(lr, (int, float)) and lr > 0,
            f"Invalid value for `learning_rate`. Expected a positive float. Received: {lr!r}")
-    unknown = sorted(set(config.model_params) - set(models.encoder_params(config.model)))
-    _check(not unknown, f"Unknown model hyperparameter(s) {', '.join(unknown)} for model "
-           f"{config.model!r}. Valid: {', '.join(models.encoder_params(config.model))}.")
     build_augment(config.augment)  # Unknown augmentation op / parameter fails here.
     return dataclasses.replace(
         config, test_dists=tuple(test_dists), image_size=image_size,

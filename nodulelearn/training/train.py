@@ -12,7 +12,6 @@ from typing import Any
 
 import keras
 import numpy as np
-import tensorflow as tf
 
 from nodulelearn.atomic_files import atomic_path
 from nodulelearn.datasets import spec_at_image_size
@@ -24,7 +23,7 @@ from nodulelearn.training.data import render_split, split_seed
 from nodulelearn.training.distribute import make_strategy, worker_info
 from nodulelearn.training.evaluate import evaluate_on
 from nodulelearn.training.fitting import RunContext, read_phase_log
-from nodulelearn.training.protocols import PROTOCOLS
+from nodulelearn.training.protocols import protocol_for
 from nodulelearn.training.run_dir import (
     RunDirectory,
     atomic_export,
@@ -36,13 +35,6 @@ from nodulelearn.training.tracking import environment, hparams, write_hparams
 log = logging.getLogger(__name__)
 
 
-def set_determinism(seed: int, deterministic: bool) -> None:
-    """Seeds Python, NumPy and TF; ``deterministic`` also makes every TF op deterministic."""
-    keras.utils.set_random_seed(seed)
-    if deterministic:
-        tf.config.experimental.enable_op_determinism()
-
-
 def train(
     config: TrainConfig,
     run_dir: str | os.PathLike,
@@ -52,6 +44,10 @@ def train(
     verbose: Any = "auto",
 ) -> dict[str, dict[str, Any]]:
     """Trains, exports and evaluates one run; resumes it when ``run_dir`` holds it unfinished.
+
+    The data follow ``config.seed``; process-wide seeds and deterministic ops (``--deterministic``)
+    are the caller's: call ``nodulelearn.training.set_determinism(config.seed,
+    config.deterministic)`` first, as ``bin/train`` and the study runner do.
 
     Args:
         config: the run's config (unset fields take the defaults of the loss' protocol).
@@ -77,7 +73,6 @@ def train(
     """
     strategy = make_strategy(config.strategy)  # First: multi-worker needs it before other ops.
     config = resolve_config(config)
-    set_determinism(config.seed, config.deterministic)
     index, _, is_chief = worker_info(strategy)
     record = {**config.to_dict(), "out_dir": str(run_dir), "overwrite": overwrite,
               "environment": environment()}
@@ -140,11 +135,10 @@ def _warn_if_one_class(labels: np.ndarray, dist: str) -> None:
 def _train_and_export(config, strategy, run, work, is_chief, callbacks, verbose):
     from nodulelearn import losses
 
-    info = losses.info(config.loss)
+    info, protocol = losses.info(config.loss), protocol_for(config.loss)
     train_spec = spec_at_image_size(config.train_dist, config.image_size)
-    class_balanced = info.protocol == "pretrain_probe"
-    train_images, train_labels = render_split(
-        train_spec, config.n_train, split_seed(config.seed, "train"), class_balanced=class_balanced)
+    train_images, train_labels = render_split(train_spec, config.n_train, split_seed(
+        config.seed, "train"), class_balanced=protocol.class_balanced)
     _warn_if_one_class(train_labels, config.train_dist)
     val_images, val_labels = render_split(train_spec, config.n_val, split_seed(config.seed, "val"))
     ctx = RunContext(
@@ -155,14 +149,13 @@ def _train_and_export(config, strategy, run, work, is_chief, callbacks, verbose)
         data_seed=split_seed(config.seed, "epochs"), augment=build_augment(config.augment),
         callbacks=list(callbacks), verbose=verbose,
     )
-    values = hparams(config, info.protocol)
-    encoder, classifier = PROTOCOLS.get(info.protocol)(ctx)
+    values = hparams(config, protocol.name)
+    encoder, classifier = protocol(ctx)
     if not is_chief:
         return {}
     # Every phase's rows, from the phase logs: a phase finished before an interruption (and not
     # re-run on resume) keeps its rows.
-    run.write_history([row for phase in PROTOCOLS.entry(info.protocol).metadata["phases"]
-                       for row in read_phase_log(run, phase)])
+    run.write_history([row for phase in protocol.phases for row in read_phase_log(run, phase)])
     atomic_save_model(encoder, run.file("encoder.keras"))
     # model.keras is renamed into place last: its presence never means more than status.json.
     with atomic_path(run.file("model.keras")) as staged:

@@ -83,7 +83,8 @@ def test_entry_point_plugin_is_registered_lazily(plugin_site):
         info = losses.info("fake_center")
         loss = losses.get("fake_center", weight=2.0)
         value = float(loss(np.array([0, 0, 1, 1]), np.array([[0.0], [2.0], [1.0], [1.0]])))
-        print(json.dumps({"before": before, "names": names, "protocol": info.protocol,
+        print(json.dumps({"before": before, "names": names, "consumes": info.consumes,
+                          "protocol_hint": info.protocol_hint,
                           "hparams": info.hparams, "value": value}))
     """)
     result = run_python(["-c", script], plugin_site)
@@ -91,7 +92,10 @@ def test_entry_point_plugin_is_registered_lazily(plugin_site):
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert report["before"] is False  # not imported until the registry is read
     assert "fake_center" in report["names"] and "supcon" in report["names"]
-    assert report["protocol"] == "pretrain_probe" and report["hparams"] == {"weight": 1.0}
+    # A plug-in written when losses named their protocol still registers; the hint is kept
+    # for the protocol registry to check.
+    assert report["consumes"] == "embeddings" and report["protocol_hint"] == "pretrain_probe"
+    assert report["hparams"] == {"weight": 1.0}
     assert report["value"] == pytest.approx(2.0 * (1.0 + 1.0 + 0.0 + 0.0) / 4)
 
 

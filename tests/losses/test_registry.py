@@ -11,25 +11,51 @@ from nodulelearn import losses
 from nodulelearn.registry import UnknownNameError
 
 BUILT_INS = {
-    "ce": ("end_to_end", "logits"),
-    "focal": ("end_to_end", "logits"),
-    "supcon": ("pretrain_probe", "views"),
-    "simclr": ("pretrain_probe", "views"),
-    "contrastive": ("pretrain_probe", "embeddings"),
-    "triplet_semihard": ("pretrain_probe", "embeddings"),
-    "triplet_hard": ("pretrain_probe", "embeddings"),
-    "lifted": ("pretrain_probe", "embeddings"),
-    "npairs": ("pretrain_probe", "views"),
-    "multi_similarity": ("pretrain_probe", "embeddings"),
+    "ce": ("logits", None),
+    "focal": ("logits", None),
+    "supcon": ("views", None),
+    "simclr": ("views", None),
+    "contrastive": ("embeddings", None),
+    "triplet_semihard": ("embeddings", None),
+    "triplet_hard": ("embeddings", None),
+    "lifted": ("embeddings", None),
+    "npairs": ("views", 2),
+    "multi_similarity": ("embeddings", None),
 }
 
 
-def test_built_ins_are_registered_with_protocol_and_consumes():
+def test_built_ins_are_registered_with_what_they_consume():
     names = losses.names()
     assert names == sorted(names) and set(BUILT_INS) <= set(names)
-    for name, (protocol, consumes) in BUILT_INS.items():
+    for name, (consumes, views) in BUILT_INS.items():
         info = losses.info(name)
-        assert (info.name, info.protocol, info.consumes) == (name, protocol, consumes)
+        assert (info.name, info.consumes, info.views) == (name, consumes, views)
+
+
+def test_the_catalogue_of_built_ins_matches_what_their_modules_register():
+    import importlib
+
+    from nodulelearn.losses.registry import _LOSSES
+
+    assert set(losses.BUILT_INS) == set(BUILT_INS)
+    for name, module in losses.BUILT_INS.items():
+        importlib.import_module(module)
+        assert _LOSSES.entry(name).obj.__module__ == module
+
+
+def test_names_import_neither_keras_nor_tensorflow():
+    """--help of the binaries lists the losses and encoders without importing TensorFlow."""
+    import subprocess
+
+    script = ("import sys; from nodulelearn import losses, models; "
+              "print(losses.names(), models.names()); "
+              "print(sorted(m for m in ('keras', 'tensorflow') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    names, imported = done.stdout.strip().splitlines()
+    assert "supcon" in names and "compact_cnn" in names
+    assert imported == "[]"
 
 
 def test_info_lists_hyperparameters_with_defaults():
@@ -65,7 +91,8 @@ def test_unknown_name_lists_registered_names():
 
 def test_unknown_hyperparameter_lists_valid_ones():
     with pytest.raises(
-        ValueError, match="'temp'.*supcon.*temperature, base_temperature, contrast_mode"
+        ValueError, match=r"Unknown hyperparameter\(s\) 'temp' for loss 'supcon'. Valid "
+                          r"hyperparameters: temperature \(default 0.07\), base_temperature"
     ):
         losses.get("supcon", temp=0.1)
 
@@ -105,22 +132,26 @@ class _Dummy(keras.losses.Loss):
 
 def test_registering_a_name_twice_raises():
     with pytest.raises(ValueError, match="'ce' is already registered"):
-        losses.register("ce", protocol="end_to_end", consumes="logits")(_Dummy)
+        losses.register("ce", consumes="logits")(_Dummy)
     assert losses.info("ce").cls is losses.BinaryCrossEntropy
 
 
 def test_register_validates_its_arguments():
     with pytest.raises(ValueError, match="Invalid value for argument `protocol`"):
-        losses.register("x", protocol="e2e", consumes="logits")
+        losses.register("x", protocol="", consumes="logits")
     with pytest.raises(ValueError, match="Invalid value for argument `consumes`"):
-        losses.register("x", protocol="end_to_end", consumes="images")
+        losses.register("x", consumes="images")
+    with pytest.raises(ValueError, match="Invalid value for argument `views`.*Received: views=1"):
+        losses.register("x", consumes="views", views=1)
+    with pytest.raises(ValueError, match="Invalid value for argument `views`.*views=2"):
+        losses.register("x", consumes="embeddings", views=2)
     with pytest.raises(TypeError, match="keras.losses.Loss subclass"):
-        losses.register("x", protocol="end_to_end", consumes="logits")(lambda y, p: p)
+        losses.register("x", consumes="logits")(lambda y, p: p)
     assert "x" not in losses.names()
 
 
 def test_decorator_registers_a_user_loss():
-    losses.register("dummy_square", protocol="pretrain_probe", consumes="embeddings")(_Dummy)
+    losses.register("dummy_square", consumes="embeddings")(_Dummy)
     try:
         assert "dummy_square" in losses.names()
         assert losses.info("dummy_square").hparams == {"scale": 1.0}
@@ -136,7 +167,7 @@ def test_import_loss_module_registers_its_losses(tmp_path, monkeypatch):
         import keras
         from nodulelearn import losses
 
-        @losses.register("user_l1", protocol="pretrain_probe", consumes="embeddings")
+        @losses.register("user_l1", consumes="embeddings")
         class UserL1(keras.losses.Loss):
             def call(self, y_true, y_pred):
                 return keras.ops.mean(keras.ops.abs(y_pred), axis=-1)

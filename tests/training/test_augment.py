@@ -60,7 +60,7 @@ def test_pipeline_is_configurable_and_validated():
     assert wide.shape == images.shape
     with pytest.raises(UnknownNameError, match="Valid names: flip"):
         build_augment(["cutout"])
-    with pytest.raises(ValueError, match="Valid parameters: max_pixels"):
+    with pytest.raises(ValueError, match="Unknown hyperparameter.*Valid hyperparameters: max_pixels"):
         build_augment(["translate:pixels=3"])
 
 
@@ -73,5 +73,5 @@ def test_pipeline_entries_parse_numbers_in_every_spelling():
     assert isinstance(parse_augment("translate:max_pixels=3")[1]["max_pixels"], int)
     assert parse_augment("noise:sigma=1E-3") == ("noise", {"sigma": 0.001})
     assert parse_augment("noise:sigma=0.02") == ("noise", {"sigma": 0.02})
-    with pytest.raises(ValueError, match="Expected a number. Received: 'abc'"):
+    with pytest.raises(ValueError, match="Expected a number.*Received: sigma='abc'"):
         parse_augment("noise:sigma=abc")

@@ -4,21 +4,22 @@ import pytest
 
 from nodulelearn.registry import UnknownNameError
 from nodulelearn.training.config import (
-    PROTOCOL_DEFAULTS,
     SMOKE_DEFAULTS,
     TrainConfig,
     parse_params,
     resolve_config,
 )
+from nodulelearn.training.protocols import protocol_for
 
 
 def test_defaults_depend_on_the_protocol_and_test_dists_on_the_spec():
     from nodulelearn.datasets import load_spec
 
     ce = resolve_config(TrainConfig(loss="ce"))
-    assert ce.probe_epochs == 0 and ce.epochs == PROTOCOL_DEFAULTS["end_to_end"]["epochs"]
+    assert ce.probe_epochs == 0 and ce.epochs == protocol_for("ce").defaults["epochs"]
     supcon = resolve_config(TrainConfig(loss="supcon"))
-    assert supcon.probe_epochs == PROTOCOL_DEFAULTS["pretrain_probe"]["probe_epochs"]
+    assert supcon.probe_epochs == protocol_for("supcon").defaults["probe_epochs"]
+    assert (ce.epochs, supcon.epochs, supcon.probe_epochs) == (15, 12, 30)  # the documented ones
     assert supcon.test_dists == ("clinical",) + load_spec("clinical").ood_companions
     assert supcon.image_size == load_spec("clinical").image_size
 
@@ -37,7 +38,7 @@ def test_resolved_config_round_trips_through_a_dict():
 
 
 def test_probe_epochs_with_an_end_to_end_loss_is_a_clear_error():
-    with pytest.raises(ValueError, match="no linear-probe phase.*supcon"):
+    with pytest.raises(ValueError, match=r"phases \(train\) do not use probe_epochs.*supcon"):
         resolve_config(TrainConfig(loss="ce", probe_epochs=5))
 
 

@@ -5,16 +5,68 @@ import numpy as np
 import pytest
 
 from nodulelearn import losses
-from nodulelearn.training.protocols import PROTOCOLS, MultiViewLoss
+from nodulelearn.training.protocols import (
+    PROTOCOLS,
+    MultiViewLoss,
+    Protocol,
+    losses_of,
+    protocol_for,
+    register_protocol,
+)
 
 
 def test_both_protocols_are_registered():
     assert PROTOCOLS.names() == ["end_to_end", "pretrain_probe"]
+    assert PROTOCOLS.get("end_to_end").phases == ("train",)
+    assert PROTOCOLS.get("pretrain_probe").phases == ("pretrain", "probe")
 
 
 @pytest.mark.parametrize("name", losses.names())
-def test_every_loss_trains_under_a_registered_protocol(name):
-    assert losses.info(name).protocol in PROTOCOLS
+def test_every_loss_trains_under_exactly_one_protocol(name):
+    accepting = [p for p in PROTOCOLS if PROTOCOLS.get(p).accepts(losses.info(name))]
+    assert accepting == [protocol_for(name).name]
+
+
+def test_the_protocol_follows_from_what_the_loss_consumes():
+    assert protocol_for("ce").name == protocol_for("focal").name == "end_to_end"
+    assert {protocol_for(n).name for n in ("supcon", "npairs", "triplet_hard")} == {
+        "pretrain_probe"}
+    assert set(losses_of("end_to_end")) == {"ce", "focal"}
+    assert PROTOCOLS.get("pretrain_probe").class_balanced
+    assert not PROTOCOLS.get("end_to_end").class_balanced
+
+
+class _TwoViews(keras.losses.Loss):
+    def call(self, y_true, y_pred):
+        return keras.ops.mean(y_pred, axis=(1, 2))
+
+
+def test_a_loss_needing_other_views_than_the_protocol_makes_fails_up_front():
+    assert losses.info("npairs").views == PROTOCOLS.get("pretrain_probe").views == 2
+    losses.register("_three_views", consumes="views", views=3)(_TwoViews)
+    try:
+        with pytest.raises(ValueError, match="needs exactly 3 views.*'pretrain_probe' makes 2"):
+            protocol_for("_three_views")
+    finally:
+        losses.unregister("_three_views")
+
+
+def test_a_registered_protocol_hint_must_match():
+    losses.register("_hinted", consumes="embeddings", protocol="end_to_end")(_TwoViews)
+    try:
+        with pytest.raises(ValueError, match="registered with protocol='end_to_end'.*"
+                                             "'pretrain_probe' trains"):
+            protocol_for("_hinted")
+    finally:
+        losses.unregister("_hinted")
+
+
+def test_two_protocols_may_not_train_the_same_kind_of_loss():
+    clash = Protocol(name="other", run=lambda ctx: None, consumes=("logits",), views=1,
+                     class_balanced=False, epochs={"train": "epochs"}, defaults={})
+    with pytest.raises(ValueError, match="'end_to_end' and 'other' would both train.*logits"):
+        register_protocol(clash)
+    assert "other" not in PROTOCOLS
 
 
 class _Recorder(keras.losses.Loss):
@@ -38,7 +90,7 @@ def test_views_are_flattened_or_grouped_as_the_loss_consumes():
 
 
 @pytest.mark.parametrize(
-    "name", [n for n in losses.names() if losses.info(n).protocol == "pretrain_probe"])
+    "name", losses_of("pretrain_probe"))
 def test_every_pretraining_loss_gets_a_finite_value_through_the_adapter(name):
     rng = np.random.default_rng(0)
     labels = np.tile(np.array([0, 1], np.int32), 4)
