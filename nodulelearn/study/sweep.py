@@ -50,6 +50,8 @@ def format_value(value: Any) -> str:
         return repr(value)
     if isinstance(value, str):
         return value
+    if isinstance(value, (list, tuple)):
+        return "[" + ",".join(format_value(v) for v in value) + "]"
     return json.dumps(value, separators=(",", ":"))
 
 
