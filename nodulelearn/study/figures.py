@@ -74,7 +74,8 @@ def ood_accuracy_plot(
 ) -> Path | None:
     """Accuracy on each test set (ID and OOD) per loss, with error bars.
 
-    Error bars: sd over seeds; with one seed, the 95% test-set sampling interval (stats.py).
+    Error bars: the 95% interval of the mean over seeds (t); with one seed, the 95% test-set
+    interval (Wilson; stats.py).
 
     One panel per training distribution; bars grouped by loss, one bar per test set.
 
@@ -118,6 +119,6 @@ def ood_accuracy_plot(
         ax.legend(fontsize=6, loc="upper center", bbox_to_anchor=(0.5, -0.28), ncol=2)
     one_seed = len(study.seeds) == 1
     axes[0][0].set_ylabel(
-        "accuracy (bars: 95% test-set interval)" if one_seed else "accuracy (mean ± sd over seeds)"
+        "accuracy (bars: 95% test-set interval)" if one_seed else "accuracy (mean, 95% interval)"
     )
     return save_figure_atomic(path, fig)

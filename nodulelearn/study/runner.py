@@ -4,10 +4,14 @@ Every stage leaves its result on disk before the next starts, so a relaunch afte
 interruption redoes only what is missing:
 
     <out>/study.json                       the validated study (aggregation reads it)
+    <out>/.locks/shard-<i>-of-<n>/         held by the process running that shard
     <out>/runs/<run id>/identity.json      the run's fingerprint, written before its first stage
     <out>/runs/<run id>/train/             training's run directory (train() resumes it itself)
     <out>/runs/<run id>/sensitivity/<test dist>.json
     <out>/runs/<run id>/record.json        written last: the run is finished
+
+A process holds the lock of its shard and of the run it works on (``nodulelearn.locks``), so two
+processes never run one shard or one run at once; the kernel frees the locks of a killed process.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from nodulelearn.atomic_files import to_jsonable, write_json_atomic
+from nodulelearn.locks import LOCK_FILE, LockedError, hold_lock
 from nodulelearn.study import records
 from nodulelearn.study.plan import Run, plan_runs, shard_runs, train_config_fields
 from nodulelearn.study.spec import StudyError, StudySpec
@@ -120,6 +125,7 @@ def fingerprint_changes(old: Any, new: dict[str, Any]) -> list[str]:
 
 
 IDENTITY_FILE = "identity.json"
+LOCKS_DIR = ".locks"  # <out>/.locks/shard-<i>-of-<n>/: one process per shard of a study
 FINISHED, TO_RUN, STALE = "finished", "to run", "stale"
 
 
@@ -267,16 +273,36 @@ def execute_run(
             (default: ``nodulelearn.sensitivity.permutation_sensitivity`` on the run's model).
 
     Returns:
-        The run's record (also written to ``<out>/runs/<run id>/record.json``).
+        The run's record (also written to ``<out>/runs/<run id>/record.json``); without
+        ``overwrite``, the record already there if the run is finished.
+
+    Raises:
+        LockedError: another process is running this run (it holds the run directory's lock).
+        StudyError: the run was made or started with other settings (without ``overwrite``).
     """
+    directory = run_dir(out_dir, run)
+    with hold_lock(directory, what="study run directory"):
+        if overwrite:
+            _clear_run_dir(directory)
+        elif is_finished(out_dir, study, run):  # e.g. finished by another shard meanwhile
+            return records.read_record(directory)
+        return _execute_stages(study, run, directory, overwrite, train_fn, sensitivity_fn)
+
+
+def _clear_run_dir(directory: Path) -> None:
+    """Deletes everything in a run directory but its lock file (this process holds it)."""
+    for path in directory.iterdir():
+        if path.name == LOCK_FILE:
+            continue
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
+
+
+def _execute_stages(study, run, directory, overwrite, train_fn, sensitivity_fn) -> dict:
     from nodulelearn.datasets import load_spec
 
-    directory = run_dir(out_dir, run)
-    if overwrite and directory.exists():
-        shutil.rmtree(directory)
-    elif not overwrite:
-        is_finished(out_dir, study, run)  # refuses a run started with other settings
-    directory.mkdir(parents=True, exist_ok=True)
     fingerprint = run_fingerprint(study, run)
     # Written before the first stage, so a relaunch with other settings or distribution contents
     # is refused for an interrupted run too (training would resume it as it is).
@@ -390,8 +416,17 @@ def run_study(
     Raises:
         StudyError: ``out_dir`` is not a directory; or (without ``overwrite``) some runs were
             made or started with other settings or distribution contents (nothing is run).
+        LockedError: another process is running the same shard of the study in ``out_dir``.
+            (Other shards may run at once; two shardings that overlap meet at the lock of each
+            run directory: the second process reports that run as failed and goes on.)
     """
     check_out_dir(out_dir)
+    lock_dir = Path(out_dir) / LOCKS_DIR / f"shard-{shard[0]}-of-{shard[1]}"
+    with hold_lock(lock_dir, what=f"shard {shard[0]}/{shard[1]} of the study in {out_dir}: lock"):
+        return _run_shard(study, out_dir, shard, overwrite, train_fn, sensitivity_fn)
+
+
+def _run_shard(study, out_dir, shard, overwrite, train_fn, sensitivity_fn) -> list[RunOutcome]:
     study = expand_study(study, out_dir)  # a sweep's points, each with its spec files
     runs: Sequence[Run] = shard_runs(plan_runs(study), *shard)
     if overwrite:
@@ -421,6 +456,10 @@ def run_study(
                 study, run, out_dir,
                 overwrite=overwrite, train_fn=train_fn, sensitivity_fn=sensitivity_fn,
             )  # fmt: skip
+        except LockedError as err:  # another process runs it (an overlapping sharding)
+            outcomes.append(RunOutcome(run.id, "failed", 0.0, str(err)))
+            log.error("[%d/%d] %s: not run: %s", k, len(runs), run.id, err)
+            continue
         except Exception as err:  # e.g. a diverged run: the other runs of the study still run
             if isinstance(err, OSError) and err.errno in _ENVIRONMENT_ERRNOS:
                 log.error(

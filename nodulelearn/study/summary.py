@@ -1,19 +1,30 @@
-"""summary.md: accuracy and reliance per loss and training distribution, mean ± sd over seeds.
+"""summary.md: accuracy and reliance per loss and training distribution, and which differences
+between losses the data support.
 
-Within each (training distribution, test set) block, the best loss of a column is bold and every
-loss whose interval overlaps the best one's is marked ``≈``: their difference is not supported by
-the data (stats.py says which interval is used). A loss neither bold nor ``≈`` is worse than the
-best by more than the intervals.
+Cells print mean ± sd over seeds (one seed: the value and its 95% test-set interval); the
+highest mean of a column is bold, which by itself claims nothing. Differences between losses are
+stated with their 95% interval, ``ce − supcon: −0.012 [−0.020, −0.004]``, paired by seed, tested,
+and Holm-corrected across the comparisons of a table (stats.py); a difference "holds" when its
+adjusted p-value is below 0.05.
 """
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from nodulelearn.study.spec import StudySpec
-from nodulelearn.study.stats import Estimate, estimate
+from nodulelearn.study.stats import (
+    ALPHA,
+    Difference,
+    Estimate,
+    estimate,
+    holm_adjust,
+    paired_difference,
+    single_difference,
+)
 
 METRICS = (
     ("accuracy", "accuracy"),
@@ -21,6 +32,8 @@ METRICS = (
     ("specificity", "specificity"),
     ("auc", "AUC"),
 )
+# The metrics whose differences between losses are tested (one family per table).
+COMPARED = ("accuracy", "auc")
 RELIANCE = "reliance"
 TOP_MODES = 3
 # A mode is listed among the top modes only if its mean reliance share reaches this (5% of the
@@ -47,10 +60,116 @@ def metric_estimates(
         sizes = [_float(r.get("n")) for r in group]
         n = min((s for s in sizes if s), default=None)
         out[key] = {
-            metric: estimate([_float(r.get(metric)) for r in group], metric=metric, n=n)
+            metric: estimate(
+                [_float(r.get(metric)) for r in group],
+                metric=metric,
+                n=n,
+                interval=_recorded_interval(group, metric),
+            )
             for metric, _ in METRICS
         }
     return out
+
+
+def _recorded_interval(group: Sequence[Mapping[str, Any]], metric: str):
+    """A single run's own ``<metric>_ci_low`` / ``_ci_high``, if it recorded them."""
+    if len(group) != 1:
+        return None
+    lo, hi = _float(group[0].get(f"{metric}_ci_low")), _float(group[0].get(f"{metric}_ci_high"))
+    return (lo, hi) if lo is not None and hi is not None else None
+
+
+def loss_differences(
+    study: StudySpec, rows: Sequence[Mapping[str, Any]], train: str
+) -> list[tuple[str, Difference]]:
+    """Every (test set, metric, pair of losses) difference of one training distribution's table.
+
+    Pairs are taken in the study's loss order (``a − b`` with ``a`` listed first). With two or
+    more shared seeds the difference is paired by seed; with one, it is the single-seed
+    comparison on the shared test set (stats.py). The p-values are Holm-corrected across every
+    difference returned.
+
+    Returns:
+        ``(test set, Difference)`` pairs, in table order.
+    """
+    values: dict[tuple[str, str, str], dict[int, float]] = defaultdict(dict)
+    sizes: dict[tuple[str, str], float] = {}
+    for row in rows:
+        if row["train_dist"] != train:
+            continue
+        for metric in COMPARED:
+            value = _float(row.get(metric))
+            if value is not None and math.isfinite(value):
+                values[(row["test_dist"], row["loss"], metric)][int(row["seed"])] = value
+        if _float(row.get("n")):
+            key = (row["test_dist"], row["loss"])
+            sizes[key] = min(sizes.get(key, math.inf), _float(row["n"]))
+    found: list[tuple[str, Difference]] = []
+    losses = [e.id for e in study.losses]
+    for test, _ in _test_sets(rows, train):
+        for metric in COMPARED:
+            for i, a in enumerate(losses):
+                for b in losses[i + 1 :]:
+                    va, vb = values.get((test, a, metric), {}), values.get((test, b, metric), {})
+                    seeds = sorted(set(va) & set(vb))
+                    if len(seeds) >= 2:
+                        diff = paired_difference(
+                            a, b, metric, [va[s] for s in seeds], [vb[s] for s in seeds]
+                        )
+                    elif len(seeds) == 1 and (test, a) in sizes and (test, b) in sizes:
+                        n = min(sizes[(test, a)], sizes[(test, b)])
+                        diff = single_difference(a, b, metric, va[seeds[0]], vb[seeds[0]], n)
+                    else:
+                        continue
+                    found.append((test, diff))
+    adjusted = holm_adjust([d for _, d in found])
+    return [(test, d) for (test, _), d in zip(found, adjusted, strict=True)]
+
+
+def _p_text(p: float) -> str:
+    return "< 0.001" if p < 0.001 else f"{p:.3f}"
+
+
+def differences_section(
+    study: StudySpec, rows: Sequence[Mapping[str, Any]], train: str
+) -> list[str]:
+    """Markdown: the table of loss differences and the sentence saying which ones hold."""
+    found = loss_differences(study, rows, train)
+    if not found:
+        return []
+    paired = any(d.k >= 2 for _, d in found)
+    how = (
+        "Paired by seed (mean difference, 95% t interval, paired t-test)"
+        if paired
+        else "One seed: Newcombe interval and two-proportion z-test (AUC: Hanley-McNeil), "
+        "test-set noise only"
+    )
+    lines = [
+        "### Differences between losses",
+        "",
+        f"{how}; p-values Holm-corrected over the {len(found)} comparisons of this table. A "
+        f"difference holds when its corrected p is below {ALPHA:.2f}.",
+        "",
+        "| test set | metric | difference [95% interval] | seeds | p | p (Holm) | holds |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    roles = dict(_test_sets(rows, train))
+    for test, d in found:
+        lines.append(
+            f"| {test} ({roles[test].upper()}) | {d.metric} | {d.text()} | {d.k} | "
+            f"{_p_text(d.p)} | {_p_text(d.p_holm)} | {'yes' if d.holds else 'no'} |"
+        )
+    holding = [f"{test}, {d.metric}: {d.text()}" for test, d in found if d.holds]
+    lines.append("")
+    if holding:
+        lines.append(f"Differences that hold ({len(holding)} of {len(found)}): " +
+                     "; ".join(holding) + ".")
+    else:
+        lines.append(
+            f"No difference between losses holds ({len(found)} compared): the data do not "
+            "support ranking them here."
+        )
+    return lines
 
 
 def reliance_estimates(
@@ -79,13 +198,8 @@ def reliance_estimates(
     return dict(out)
 
 
-def _mark(cell: Estimate, best: Estimate, is_best: bool, compare: bool) -> str:
-    text = cell.text()
-    if not compare:
-        return text
-    if is_best:
-        return f"**{text}**"
-    return f"{text} ≈" if cell.overlaps(best) else text
+def _mark(cell: Estimate, is_best: bool) -> str:
+    return f"**{cell.text()}**" if is_best else cell.text()
 
 
 def _test_sets(rows: Sequence[Mapping[str, Any]], train: str) -> list[tuple[str, str]]:
@@ -110,10 +224,9 @@ def accuracy_table(
             marked = []
             for metric, _ in METRICS:
                 column = {name: cells[name][metric] for name in losses}
-                best_loss = max(column, key=lambda name: column[name].mean)
-                best = column[best_loss]
-                compare = len(losses) > 1 and best.has_interval
-                marked.append(_mark(column[loss], best, loss == best_loss, compare))
+                finite = [name for name in losses if math.isfinite(column[name].mean)]
+                best_loss = max(finite, key=lambda name: column[name].mean, default=None)
+                marked.append(_mark(column[loss], len(losses) > 1 and loss == best_loss))
             seeds = cells[loss]["accuracy"].k
             row = f"| {test} ({role.upper()}) | {loss} | {seeds} | " + " | ".join(marked)
             lines.append(row + " |")
@@ -131,9 +244,7 @@ def top_modes_text(
     ranked = ranked[:1] + [item for item in ranked[1:top] if item[1].mean >= minimum]
     parts = []
     for i, (mode, value) in enumerate(ranked):
-        text = f"{mode} {value.text(2)}"
-        if value.k == 1 and value.has_interval:
-            text += f" [{value.lo:.2f}, {value.hi:.2f}]"
+        text = f"{mode} {value.text(2)}"  # one seed: with its interval
         if i > 0 and value.overlaps(ranked[i - 1][1]):
             text += f" (≈ {ranked[i - 1][0]})"
         parts.append(text)
@@ -202,23 +313,24 @@ def summary_markdown(
             "",
         ]
     interval_note = (
-        "One seed: cells show the single run; the intervals behind the marks are 95% test-set "
-        "sampling intervals (accuracy-type metrics: normal approximation; AUC: Hanley-McNeil; "
-        "reliance: the analysis' bootstrap interval). They ignore seed-to-seed variation, so "
-        "even an unmarked difference may not survive other seeds."
+        "One seed: cells show the run's value and its 95% test-set interval (accuracy, "
+        "sensitivity, specificity: Wilson; AUC: Hanley-McNeil). They ignore seed-to-seed "
+        "variation: a difference that holds with one seed may not survive other seeds."
         if one_seed
-        else "Cells show mean ± sd over seeds; the marks compare the mean ± sd intervals."
+        else "Cells show mean ± sd over seeds."
     )
     lines += [
         "## How to read",
         "",
-        "In each block (one test set), **bold** is the best loss of the column; `≈` marks a loss "
-        "whose interval overlaps the best one's: the data do not support a difference. "
-        + interval_note,
+        f"{interval_note} **Bold** is the highest mean of a column in its block (one test "
+        "set); by itself it claims nothing. Under each table, every pair of losses is compared "
+        "on accuracy and AUC with the same seeds and test sets: the difference `a − b` with its "
+        "95% interval, and whether it holds after a Holm correction over the table's "
+        "comparisons (stats.py says which tests).",
         "Reliance is a mode's share of the summed mean |ΔP(malignant)| when each mode is "
         f"permuted across the test set (the shares sum to 1). The top {TOP_MODES} modes with a "
         f"share of at least {MIN_RELIANCE:.2f} are listed; `(≈ mode)` marks a mode whose "
-        "interval overlaps the one ranked above it.",
+        "interval overlaps the one ranked above it (their order is uncertain).",
         "",
     ]
     for entry in study.train:
@@ -226,6 +338,9 @@ def summary_markdown(
             continue
         lines += [f"## Trained on `{entry.id}`", "", "### Accuracy", ""]
         lines += accuracy_table(study, result_rows, entry.id)
+        differences = differences_section(study, result_rows, entry.id)
+        if differences:
+            lines += ["", *differences]
         if any(r["train_dist"] == entry.id for r in sens_rows):
             lines += ["", "### Modes relied on", ""]
             lines += reliance_table(study, sens_rows, entry.id)

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from nodulelearn.locks import LockedError, hold_lock
 from nodulelearn.study import StudyError, aggregate_study, load_study, run_states, run_study
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -191,3 +192,35 @@ def test_bin_relaunch_refused_for_an_edited_distribution(spec_dir, tmp_path, fak
     assert len(listed) == 4
     assert all(v.startswith("stale (changed: the content of") for v in listed.values())
     assert all("refused unless --overwrite" in v for v in listed.values())
+
+
+def test_a_second_process_on_the_same_shard_is_refused(spec_dir, tmp_path, fake_stages):
+    out = tmp_path / "out"
+    stages = fake_stages()
+    with hold_lock(out / ".locks" / "shard-0-of-1"):  # as a running `run_study` holds it
+        with pytest.raises(LockedError, match=f"shard 0/1 .*{out}.*pid {os.getpid()}"):
+            _run(_study(spec_dir), out, stages)
+    assert stages.train_calls == [] and not (out / "runs").exists()
+    assert [o.status for o in _run(_study(spec_dir), out, stages, shard=(0, 2))] == ["ran"] * 2
+
+
+def test_overlapping_shards_never_run_one_run_twice(spec_dir, tmp_path, fake_stages):
+    out = tmp_path / "out"
+    stages = fake_stages()
+    busy = out / "runs" / "ce__tiny__s1"
+    with hold_lock(busy):  # another sharding's process is running this run
+        outcomes = {o.run_id: o for o in _run(_study(spec_dir), out, stages)}
+    assert outcomes["ce__tiny__s1"].status == "failed"
+    assert "in use by another process" in outcomes["ce__tiny__s1"].error
+    assert [o.status for o in outcomes.values()].count("ran") == 3
+    assert str(busy / "train") not in stages.train_calls
+    again = {o.run_id: o.status for o in _run(_study(spec_dir), out, stages)}
+    assert again["ce__tiny__s1"] == "ran"  # freed: the relaunch runs it
+
+
+def test_bin_second_process_refused(spec_dir, tmp_path):
+    out = tmp_path / "out"
+    with hold_lock(out / ".locks" / "shard-0-of-1"):
+        proc = _bin(f"--study={spec_dir / 'study.toml'}", f"--out={out}")
+    lines = _no_traceback(proc)
+    assert len(lines) == 1 and f"pid {os.getpid()}" in lines[0] and str(out) in lines[0]

@@ -1,42 +1,90 @@
-"""summary.md: best in bold, overlapping intervals marked, top modes ranked."""
+"""summary.md: the highest mean in bold, differences between losses stated with their interval and
+tested (a planted difference is reported as holding, a planted null is not), top modes ranked."""
+
+import re
 
 from nodulelearn.study import study_from_dict
 from nodulelearn.study.stats import estimate
-from nodulelearn.study.summary import summary_markdown, top_modes_text
+from nodulelearn.study.summary import loss_differences, summary_markdown, top_modes_text
 
+SEEDS = (0, 1, 2, 3, 4)
 STUDY = study_from_dict(
     {
-        "seeds": [0, 1],
+        "seeds": list(SEEDS),
         "losses": {"a": {"loss": "ce"}, "b": {"loss": "ce"}, "c": {"loss": "ce"}},
         "train": {"d": {"ood": ["o"]}},
     }
 )
-# accuracy over two seeds: a 0.90 ± 0.014, b 0.89 ± 0.014 (overlaps a), c 0.60 ± 0.014
-ACCURACY = {"a": (0.89, 0.91), "b": (0.88, 0.90), "c": (0.59, 0.61)}
+# Planted accuracies per seed. a and b differ by seed-level noise only (a null difference; their
+# seed-to-seed spread is large); c is 0.10 below a on every seed with the same noise (a real,
+# paired difference, clear although its spread over seeds overlaps a's).
+NOISE = (0.00, 0.06, -0.05, 0.03, -0.04)
+B_NOISE = (0.01, 0.04, -0.03, 0.05, -0.06)
+ACCURACY = {
+    "a": [0.85 + e for e in NOISE],
+    "b": [0.85 + e for e in B_NOISE],
+    "c": [0.75 + e + 0.002 * s for s, e in enumerate(NOISE)],
+}
 
 
-def _rows():
+def _rows(accuracy=ACCURACY, seeds=SEEDS, n=200):
     rows = []
-    for loss, values in ACCURACY.items():
-        for seed, acc in enumerate(values):
+    for loss, values in accuracy.items():
+        for seed, acc in zip(seeds, values, strict=True):
             for test, role in (("d", "id"), ("o", "ood")):
                 rows.append({
                     "run_id": f"{loss}__d__s{seed}", "loss": loss, "train_dist": "d",
                     "seed": seed, "test_dist": test, "role": role, "accuracy": acc,
-                    "sensitivity": acc, "specificity": acc, "auc": acc, "n": 200,
+                    "sensitivity": acc, "specificity": acc, "auc": acc, "n": n,
                 })  # fmt: skip
     return rows
 
 
-def test_best_is_bold_overlap_is_marked_and_clear_differences_are_not():
-    text = summary_markdown(STUDY, _rows(), [], finished=6, missing=[])
-    line = {loss: next(
-        row for row in text.splitlines() if row.startswith(f"| d (ID) | {loss} |")
-    ) for loss in ACCURACY}  # fmt: skip
-    assert line["a"].count("**0.900 ± 0.014**") == 4
-    assert line["b"].count("0.890 ± 0.014 ≈") == 4
-    assert "≈" not in line["c"] and "**" not in line["c"] and "0.600 ± 0.014" in line["c"]
-    assert text.index("| d (ID) |") < text.index("| o (OOD) |")  # ID block first
+def _line(text, start):
+    return next(row for row in text.splitlines() if row.startswith(start))
+
+
+def test_a_planted_difference_holds_and_a_null_one_does_not():
+    text = summary_markdown(STUDY, _rows(), [], finished=15, missing=[])
+    assert "≈" not in text.split("## Trained on")[1]  # no marks read off overlapping bars
+    assert _line(text, "| d (ID) | b |").count("**0.852 ± ") == 4  # highest mean: bold
+    assert "**" not in _line(text, "| d (ID) | a |")
+    found = {(test, d.metric, d.a, d.b): d for test, d in loss_differences(STUDY, _rows(), "d")}
+    assert len(found) == 2 * 2 * 3  # test sets x metrics x pairs
+    assert all(d.k == 5 for d in found.values())
+    assert found[("d", "accuracy", "a", "c")].holds
+    assert found[("o", "auc", "b", "c")].holds
+    assert not found[("d", "accuracy", "a", "b")].holds
+    assert not found[("o", "auc", "a", "b")].holds
+    # stated as "a − c: 0.096 [lo, hi]" with a positive interval, and marked as holding
+    row = _line(text, "| d (ID) | accuracy | a − c: ")
+    lo, hi = map(float, re.search(r"\[([−\d.]+), ([−\d.]+)\]", row).groups())
+    assert 0 < lo < 0.096 < hi and row.endswith("| yes |")
+    assert _line(text, "| d (ID) | accuracy | a − b: ").endswith("| no |")
+    holds = _line(text, "Differences that hold")
+    assert "d, accuracy: a − c: 0.096 [" in holds and "a − b" not in holds
+    assert "Holm-corrected over the 12 comparisons" in text
+
+
+def test_nothing_holds_when_nothing_differs():
+    flat = {loss: [0.8 + e for e in NOISE] for loss in ("a", "b")}
+    flat["c"] = [0.8 + e for e in B_NOISE]
+    text = summary_markdown(STUDY, _rows(flat), [], finished=15, missing=[])
+    assert "No difference between losses holds (12 compared)" in text
+    assert "Differences that hold" not in text
+
+
+def test_one_seed_uses_test_set_intervals():
+    study = study_from_dict({**STUDY.to_dict(), "seeds": [0]})
+    accuracy = {"a": [1.0], "b": [0.99], "c": [0.70]}
+    text = summary_markdown(study, _rows(accuracy, seeds=(0,), n=400), [], finished=3, missing=[])
+    assert "**1.000 [0.990, 1.000]**" in _line(text, "| d (ID) | a |")  # Wilson: a width at 1.0
+    found = {(t, d.metric, d.a, d.b): d for t, d in loss_differences(study, _rows(
+        accuracy, seeds=(0,), n=400), "d")}  # fmt: skip
+    assert all(d.k == 1 for d in found.values())
+    assert found[("d", "accuracy", "a", "c")].holds
+    assert not found[("d", "accuracy", "a", "b")].holds
+    assert "One seed: Newcombe interval" in text
 
 
 def test_missing_runs_are_listed():
