@@ -35,8 +35,12 @@ METADATA_FILE = "training_metadata.json"
 EPOCH_ATTRIBUTE = "nodulelearn_epochs_done"
 #: Prefix of a backup being written (removed on the next start if a kill left it).
 TEMPORARY_PREFIX = ".tmp-"
-#: A trainable weight beyond this magnitude means the optimisation has blown up.
+#: A trainable weight beyond this magnitude means the optimisation has blown up (healthy runs
+#: stay near 1; a learning rate of 1e4 passes 1e4 within 2 smoke steps).
 WEIGHT_LIMIT = 1e6
+#: The same for the non-trainable state (batch-norm moving variances are squared activations:
+#: 1e12 is an activation of 1e6; a learning rate of 1e4 reaches 1e19 in one smoke epoch).
+STATE_LIMIT = 1e12
 
 #: Where unreadable backups are moved (beside ``backup/``, which a complete run deletes).
 CORRUPT_DIR = "backup_corrupt"
@@ -248,14 +252,18 @@ class TrainingHealth(keras.callbacks.Callback):
                     "The loss %r is exactly 0 in epoch %d of the %s phase: its gradients vanish "
                     "and the model learns nothing. Check --loss_params (e.g. a huge focal gamma) "
                     "and --batch_size.", self.loss_name, epoch + 1, self.phase)
-        largest = max((float(np.max(np.abs(w.numpy()), initial=0.0))
-                       for w in self.model.trainable_weights), default=0.0)
-        if not math.isfinite(largest) or largest > WEIGHT_LIMIT:
-            self.failed_epoch = epoch + 1
-            raise TrainingDivergedError(
-                f"Training stopped: the weights exploded in epoch {epoch + 1} of the {self.phase} "
-                f"phase (largest |weight| {largest:.3g}, limit {WEIGHT_LIMIT:g}) while the loss "
-                f"{self.loss_name!r} was {value}. Try a lower --learning_rate.")
+        for weights, limit, what in ((self.model.trainable_weights, WEIGHT_LIMIT, "weight"),
+                                     (self.model.non_trainable_weights, STATE_LIMIT,
+                                      "non-trainable weight (e.g. a batch-norm variance)")):
+            largest = max((float(np.max(np.abs(w.numpy()), initial=0.0)) for w in weights),
+                          default=0.0)
+            if not math.isfinite(largest) or largest > limit:
+                self.failed_epoch = epoch + 1
+                raise TrainingDivergedError(
+                    f"Training stopped: the weights exploded in epoch {epoch + 1} of the "
+                    f"{self.phase} phase (largest |{what}| {largest:.3g}, limit {limit:g}; loss "
+                    f"{self.loss_name!r} = {'n/a' if value is None else f'{value:.4g}'}). Try a "
+                    "lower --learning_rate.")
 
 
 class ExpectStartEpoch(keras.callbacks.Callback):
