@@ -20,6 +20,7 @@ from nodulelearn.model_io import (
     load_keras_model,
 )
 from nodulelearn.sensitivity.comparison import comparison_matrix, write_comparison
+from nodulelearn.sensitivity.dependence import partial_dependence
 from nodulelearn.sensitivity.encoding import (
     decodability,
     encoding_distribution,
@@ -29,7 +30,6 @@ from nodulelearn.sensitivity.encoding import (
 from nodulelearn.sensitivity.frames import to_dataframe
 from nodulelearn.sensitivity.intervals import delong_interval, wilson_interval
 from nodulelearn.sensitivity.model_loading import TrainedRun, load_run
-from nodulelearn.sensitivity.partial_dependence import partial_dependence
 from nodulelearn.sensitivity.permutation import ANALYSED_MODES, NUISANCE, permutation_sensitivity
 from nodulelearn.sensitivity.prediction import Predictor
 from nodulelearn.sensitivity.probe import (
@@ -45,7 +45,7 @@ from nodulelearn.sensitivity.probe import (
 )
 from nodulelearn.sensitivity.report import format_table
 from nodulelearn.sensitivity.retraining import recoverability
-from nodulelearn.sensitivity.saliency import SaliencyUnavailable, saliency
+from nodulelearn.sensitivity.saliency_maps import SaliencyUnavailable, saliency
 
 __all__ = [
     "ANALYSED_MODES", "NUISANCE",

@@ -21,13 +21,13 @@ import tensorflow as tf
 from nodulelearn.datasets import load_spec, sample_factors, spec_at_image_size
 from nodulelearn.model_io import check_input_shape, model_image_size
 from nodulelearn.sensitivity import comparison, figures, report
+from nodulelearn.sensitivity.dependence import partial_dependence
 from nodulelearn.sensitivity.encoding import encoding_distribution, measure_encoding
 from nodulelearn.sensitivity.model_loading import ModelLoadError, load_run
-from nodulelearn.sensitivity.partial_dependence import partial_dependence
 from nodulelearn.sensitivity.permutation import permutation_sensitivity
 from nodulelearn.sensitivity.prediction import BatchedRenderer, Predictor
 from nodulelearn.sensitivity.retraining import FIT_N, recoverability
-from nodulelearn.sensitivity.saliency import saliency
+from nodulelearn.sensitivity.saliency_maps import saliency
 
 logger = logging.getLogger(__name__)
 

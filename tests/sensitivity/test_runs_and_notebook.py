@@ -150,3 +150,17 @@ def test_importing_the_analysis_switches_no_backend_and_configures_no_logging():
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           timeout=120, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
     assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+def test_no_name_is_both_a_module_and_a_function():
+    import importlib
+    import pkgutil
+
+    import nodulelearn.sensitivity as package
+
+    for info in pkgutil.iter_modules(package.__path__):
+        module = importlib.import_module(f"{package.__name__}.{info.name}")
+        value = getattr(package, info.name)
+        assert value is module, f"nodulelearn.sensitivity.{info.name} is {value!r}"
+    for name in ("decodability", "partial_dependence", "saliency", "recoverability"):
+        assert callable(getattr(package, name)) and name in package.__all__

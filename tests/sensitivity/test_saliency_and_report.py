@@ -8,7 +8,7 @@ import pytest
 
 from nodulelearn.atomic_files import atomic_path
 from nodulelearn.sensitivity import report
-from nodulelearn.sensitivity.saliency import SaliencyUnavailable, gradcam_model, saliency
+from nodulelearn.sensitivity.saliency_maps import SaliencyUnavailable, gradcam_model, saliency
 
 
 def _nested_classifier():
