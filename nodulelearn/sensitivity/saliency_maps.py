@@ -23,6 +23,8 @@ import numpy as np
 from tf_explain.core.grad_cam import GradCAM
 from tf_explain.core.occlusion_sensitivity import OcclusionSensitivity
 
+logger = logging.getLogger(__name__)
+
 TARGET_LAYER = "gradcam_features"
 
 
@@ -191,5 +193,5 @@ def saliency(model, images, labels, probs, *, outputs="probability", patch_size=
         result["gradcam"] = gradcam_maps(model, images)
     except SaliencyUnavailable as err:
         result["gradcam_message"] = f"Grad-CAM skipped: {err}."
-        logging.warning("%s", result["gradcam_message"])
+        logger.warning("%s", result["gradcam_message"])
     return result
