@@ -12,6 +12,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from nodulelearn import keras_compat
+from nodulelearn.run_dir import RunDirectory
 from nodulelearn.training.augment import AugmentFn
 from nodulelearn.training.callbacks import (
     AtomicBackup,
@@ -25,12 +27,11 @@ from nodulelearn.training.callbacks import (
 from nodulelearn.training.config import TrainConfig
 from nodulelearn.training.data import epoch_stream, steps_per_epoch
 from nodulelearn.training.distribute import distribute_stream
-from nodulelearn.training.run_dir import RunDirectory
 
 log = logging.getLogger(__name__)
 
 
-class TrainingModel(keras.Model):
+class TrainingModel(keras_compat.LocalFirstBatchBuild, keras.Model):
     """A functional model for ``fit`` under any ``tf.distribute`` strategy.
 
     Works around two failures of Keras 3's TF trainer under ``MultiWorkerMirroredStrategy``
@@ -40,11 +41,12 @@ class TrainingModel(keras.Model):
     (2) it averages the logged values with ``strategy.reduce("MEAN", v, axis=0)``, which fails
     on scalars; the steps return them as ``[1]`` vectors, which that reduction averages across
     workers into scalars. Training models are never exported: ``model.keras`` is built from
-    plain ``keras.Model``s.
+    plain ``keras.Model``s. The private Keras hooks this needs live in ``keras_compat``.
     """
 
     def _multi_worker(self) -> bool:
-        return isinstance(self._distribute_strategy, tf.distribute.MultiWorkerMirroredStrategy)
+        return isinstance(keras_compat.model_strategy(self),
+                          tf.distribute.MultiWorkerMirroredStrategy)
 
     def train_step(self, data):
         logs = super().train_step(data)
@@ -53,19 +55,6 @@ class TrainingModel(keras.Model):
     def test_step(self, data):
         logs = super().test_step(data)
         return {k: tf.reshape(v, [1]) for k, v in logs.items()} if self._multi_worker() else logs
-
-    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
-        if self._distribute_strategy is None or iterator is None:
-            return super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
-        for _, _, it in iterator:
-            batch = next(it)
-            break
-        strategy = self.distribute_strategy
-        local = tf.nest.map_structure(
-            lambda v: strategy.experimental_local_results(v)[0]
-            if isinstance(v, tf.distribute.DistributedValues) else v, batch)
-        with strategy.scope():
-            self._symbolic_build(data_batch=local)
 
 
 def trainable(chain: Sequence[keras.Model], name: str) -> TrainingModel:

@@ -16,6 +16,18 @@ import numpy as np
 from nodulelearn.atomic_files import atomic_path
 from nodulelearn.datasets import spec_at_image_size
 from nodulelearn.locks import hold_lock
+from nodulelearn.run_dir import (
+    BACKUP,
+    ENCODER,
+    METRICS,
+    MODEL,
+    SAVED_MODEL,
+    STATUS,
+    RunDirectory,
+    atomic_export,
+    atomic_save_model,
+    atomic_write_json,
+)
 from nodulelearn.training.augment import build_augment
 from nodulelearn.training.callbacks import event as file_event
 from nodulelearn.training.config import TrainConfig, resolve_config
@@ -24,12 +36,6 @@ from nodulelearn.training.distribute import make_strategy, worker_info
 from nodulelearn.training.evaluate import evaluate_on
 from nodulelearn.training.fitting import RunContext, read_phase_log
 from nodulelearn.training.protocols import protocol_for
-from nodulelearn.training.run_dir import (
-    RunDirectory,
-    atomic_export,
-    atomic_save_model,
-    atomic_write_json,
-)
 from nodulelearn.training.tracking import environment, hparams, write_hparams
 
 log = logging.getLogger(__name__)
@@ -87,7 +93,7 @@ def train(
         run.remove_stale_temporaries()
         if run.status()["state"] == "complete" and not overwrite:
             log.info("%s already holds this complete run; returning its metrics.", run.path)
-            return run.read_json("metrics.json")
+            return run.read_json(METRICS)
         run.set_status("running")
         try:
             return _train_and_export(config, strategy, run, run, True, callbacks, verbose)
@@ -104,7 +110,7 @@ def _record_failure(run: RunDirectory, state: str, reason: str) -> None:
     try:
         run.set_status(state, reason=reason)
     except OSError as error:
-        log.error("Could not record the run's state in %s: %s", run.file("status.json"), error)
+        log.error("Could not record the run's state in %s: %s", run.file(STATUS), error)
 
 
 def _train_as_worker(config, strategy, run, index, overwrite, callbacks, verbose):
@@ -156,27 +162,18 @@ def _train_and_export(config, strategy, run, work, is_chief, callbacks, verbose)
     # Every phase's rows, from the phase logs: a phase finished before an interruption (and not
     # re-run on resume) keeps its rows.
     run.write_history([row for phase in protocol.phases for row in read_phase_log(run, phase)])
-    atomic_save_model(encoder, run.file("encoder.keras"))
+    atomic_save_model(encoder, run.file(ENCODER))
     # model.keras is renamed into place last: its presence never means more than status.json.
-    with atomic_path(run.file("model.keras")) as staged:
+    with atomic_path(run.file(MODEL)) as staged:
         classifier.save(staged)
         file_event("model_staged", Path(staged))
         # Evaluate what was exported: the reloaded file, outside any distribution strategy.
         exported = keras.saving.load_model(staged)
-        atomic_export(exported, run.file("saved_model"))
+        atomic_export(exported, run.file(SAVED_MODEL))
         metrics = evaluate_on(exported, config.test_dists, config.n_test,
                               split_seed(config.seed, "test"), config.batch_size)
-        atomic_write_json(run.file("metrics.json"), metrics)
+        atomic_write_json(run.file(METRICS), metrics)
         write_hparams(run.logs, values, metrics, trial_id=run.path.name)
     run.set_status("complete")
-    shutil.rmtree(run.path / "backup", ignore_errors=True)
+    shutil.rmtree(run.path / BACKUP, ignore_errors=True)
     return metrics
-
-
-def load_run(run_dir: str | os.PathLike) -> tuple[keras.Model, dict[str, Any]]:
-    """The classifier and ``metrics.json`` of a complete run directory."""
-    run = RunDirectory(run_dir)
-    if run.status().get("state") != "complete":
-        raise FileNotFoundError(f"{Path(run_dir)} holds no complete run "
-                                f"(status: {run.status().get('state')}).")
-    return keras.saving.load_model(run.file("model.keras")), run.read_json("metrics.json")

@@ -1,0 +1,84 @@
+"""The one run-directory contract: layout names, one typed load_run behind both public names."""
+
+import json
+
+import keras
+import numpy as np
+import pytest
+
+from nodulelearn import run_dir
+from nodulelearn.model_io import ModelLoadError
+
+
+def _classifier():
+    inputs = keras.Input((8, 8, 1))
+    return keras.Model(inputs, keras.layers.Dense(1, activation="sigmoid")(
+        keras.layers.Flatten()(inputs)))
+
+
+def test_training_and_the_analysis_share_one_load_run():
+    from nodulelearn import sensitivity, training
+
+    assert training.load_run is sensitivity.load_run is run_dir.load_run
+    assert training.TrainedRun is sensitivity.TrainedRun is run_dir.TrainedRun
+    from nodulelearn.training.run_dir import RunDirectory
+
+    assert RunDirectory is run_dir.RunDirectory
+
+
+def test_load_run_returns_the_typed_run(tmp_path):
+    model = _classifier()
+    model.save(tmp_path / run_dir.MODEL)
+    (tmp_path / run_dir.CONFIG).write_text(json.dumps({"test_dists": ["clinical"], "seed": 3}))
+    (tmp_path / run_dir.METRICS).write_text(json.dumps({"clinical": {"auc": 0.5}}))
+    (tmp_path / run_dir.STATUS).write_text(json.dumps({"state": "complete"}))
+    run = run_dir.load_run(tmp_path)
+    assert isinstance(run, run_dir.TrainedRun)
+    assert (run.name, run.test_dists, run.config["seed"]) == (tmp_path.name, ("clinical",), 3)
+    assert run.metrics == {"clinical": {"auc": 0.5}} and run.status == "complete"
+    assert run.encoder is None
+    images = np.zeros((2, 8, 8, 1), np.float32)
+    np.testing.assert_array_equal(run.model.predict(images, verbose=0),
+                                  model.predict(images, verbose=0))
+
+
+def test_an_unfinished_run_names_its_status_and_contents(tmp_path):
+    (tmp_path / run_dir.CONFIG).write_text("{}")
+    (tmp_path / run_dir.STATUS).write_text(json.dumps({"state": "running"}))
+    with pytest.raises(ModelLoadError, match=r"no model.keras.*config.json.*status: running"):
+        run_dir.load_run(tmp_path)
+    with pytest.raises(ModelLoadError, match="not found"):
+        run_dir.load_run(tmp_path / "absent")
+
+
+def test_history_is_written_as_csv_with_the_union_of_the_columns(tmp_path):
+    run = run_dir.RunDirectory(tmp_path)
+    run.write_history([{"phase": "pretrain", "epoch": 1, "loss": 4.5},
+                       {"phase": "probe", "epoch": 1, "loss": 0.5, "auc": None, "note": "a,b"}])
+    assert (tmp_path / run_dir.HISTORY).read_text().splitlines() == [
+        "phase,epoch,loss,auc,note", "pretrain,1,4.5,,", 'probe,1,0.5,,"a,b"']
+
+
+def test_the_saved_model_export_replaces_the_folder_atomically(tmp_path):
+    target = tmp_path / run_dir.SAVED_MODEL
+    target.mkdir()
+    (target / "old").write_text("old")
+
+    class Broken:
+        def export(self, path, verbose=False):
+            (tmp_path / "seen").write_text(path)
+            raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError, match="disk full"):
+        run_dir.atomic_export(Broken(), target)
+    assert (target / "old").read_text() == "old"  # untouched on failure
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["saved_model", "seen"]
+
+    class Fine:
+        def export(self, path, verbose=False):
+            (tmp_path / "x").write_text("")
+            open(f"{path}/saved_model.pb", "w").close()
+
+    run_dir.atomic_export(Fine(), target)
+    assert sorted(p.name for p in target.iterdir()) == ["saved_model.pb"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["saved_model", "seen", "x"]
