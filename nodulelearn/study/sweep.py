@@ -1,7 +1,8 @@
 """Sweeps: one run per point of a 1-D or 2-D grid of spec fields of a training distribution.
 
 A training distribution of a study may sweep fields of its spec, named by their path in the spec
-(``modes.<mode>.<key>`` or a top-level key such as ``image_size``)::
+(``nodulelearn.datasets.sweepable_paths()``: ``modes.<mode>.alignment`` (predictivity),
+``modes.<mode>.visibility`` (availability) and ``malignant_fraction``)::
 
     [train.margin_noise]
     ood = ["margin_noise_decorrelated", "margin_noise_reversed"]
@@ -13,10 +14,10 @@ its own, with id ``<id>@<path>=<value>[,<path>=<value>]``; each point x loss x s
 sharding, resume and the refusal to mix settings work as for any study.
 
 Which test sets follow a point: the in-distribution test set is the point itself. An OOD set
-takes every swept field except alignments: an alignment is what an OOD set changes on purpose
-(``margin_noise_decorrelated`` sets the noise alignment to 0 whatever the training set's), while
-every other field (an availability control, a look, the image size) sets how a mode looks, which
-must stay the same at test time.
+takes every swept field except alignments and ``malignant_fraction``: those are what an OOD set
+sets on purpose (``margin_noise_decorrelated`` sets the noise alignment to 0 whatever the
+training set's), while a visibility sets how a mode looks, which must stay the same at test
+time.
 
 ``expand_study`` writes each point's specs to ``<out>/specs/<point id>/<test label>.toml`` and
 returns a study whose entries are the points (the runner and the aggregation call it; it is
@@ -37,9 +38,8 @@ from typing import Any
 from nodulelearn.study.spec import StudyError, StudySpec, TrainEntry
 
 SPECS_DIR = "specs"
-#: Spec paths of this form apply to the training distribution only, not to its OOD sets.
-_TRAIN_ONLY_KEYS = ("alignment",)
-_TOP_LEVEL_PATHS = ("image_size", "pixel_spacing_mm", "malignant_fraction")
+#: Spec paths ending so apply to the training distribution only, not to its OOD sets.
+_TRAIN_ONLY_KEYS = ("alignment", "malignant_fraction")
 
 
 def format_value(value: Any) -> str:
@@ -72,7 +72,8 @@ def point_id(base: str, point: Sequence[tuple[str, Any]]) -> str:
 
 
 def follows_ood(path: str) -> bool:
-    """Whether a swept field is applied to the OOD test sets too (every field but alignments)."""
+    """Whether a swept field is applied to the OOD test sets too (availability controls: yes;
+    alignments and the class balance, which an OOD set sets itself: no)."""
     return path.split(".")[-1] not in _TRAIN_ONLY_KEYS
 
 
@@ -91,61 +92,29 @@ def point_entries(entry: TrainEntry) -> list[TrainEntry]:
     ]
 
 
-def set_spec_field(spec_dict: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
-    """A copy of a spec dict (``DistributionSpec.to_dict()``) with one field set.
-
-    Setting ``modes.<m>.fixed`` drops that mode's alignment and looks, setting its ``alignment``
-    or a look drops ``fixed`` (the two are exclusive in a spec).
-
-    Raises:
-        StudyError: an unknown path, listing the valid forms.
-    """
-    from nodulelearn.datasets import MODE_NAMES
-
-    out = json.loads(json.dumps(spec_dict))
-    parts = path.split(".")
-    mode_keys = ("alignment", "fixed", "benign", "malignant")
-    if len(parts) == 1 and parts[0] in _TOP_LEVEL_PATHS:
-        out[parts[0]] = value
-        return out
-    if len(parts) == 3 and parts[0] == "modes" and parts[1] in MODE_NAMES and parts[2] in mode_keys:
-        table = out.setdefault("modes", {}).setdefault(parts[1], {})
-        if parts[2] == "fixed":
-            table.clear()
-        else:
-            table.pop("fixed", None)
-        table[parts[2]] = value
-        return out
-    raise StudyError(
-        f"Unknown spec path {path!r} in a sweep. Valid paths: "
-        f"{', '.join(_TOP_LEVEL_PATHS)}, or modes.<mode>.<key> with <mode> one of "
-        f"{', '.join(MODE_NAMES)} and <key> one of {', '.join(mode_keys)}."
-    )
-
-
 def point_spec(ref: str, point: Sequence[tuple[str, Any]], *, role: str, where: str = ""):
     """The ``DistributionSpec`` of test set ``ref`` at a sweep point.
 
     Args:
         ref: the base distribution (preset name or path).
-        point: ``((path, value), ...)``.
-        role: ``"id"`` (every field applies) or ``"ood"`` (alignments do not: ``follows_ood``).
+        point: ``((path, value), ...)``; paths as ``nodulelearn.datasets.sweepable_paths()``.
+        role: ``"id"`` (every field applies) or ``"ood"`` (alignments and the class balance do
+            not: ``follows_ood``).
         where: context for error messages.
 
     Raises:
-        StudyError: an unknown path or a value the spec rejects.
+        StudyError: an unknown path or a value the spec rejects (the message lists the paths).
     """
-    from nodulelearn.datasets import load_spec, spec_from_dict
+    from nodulelearn.datasets import load_spec, set_spec_field
 
-    base = load_spec(ref)
-    data = base.to_dict()
-    for path, value in point:
-        if role == "id" or follows_ood(path):
-            data = set_spec_field(data, path, value)
+    spec = load_spec(ref)
     try:
-        return spec_from_dict(data, default_name=base.name, source=f"{ref} at {where}")
+        for path, value in point:
+            if role == "id" or follows_ood(path):
+                spec = set_spec_field(spec, path, value)
     except ValueError as err:
-        raise StudyError(f"{where}: {err}") from None
+        raise StudyError(f"{where}, test set {ref!r}: {err}") from None
+    return spec
 
 
 def _toml_value(value: Any) -> str:

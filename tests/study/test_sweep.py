@@ -39,7 +39,7 @@ SWEEP_1D = """
 """
 SWEEP_2D = """
 [train.tiny.sweep]
-"pixel_spacing_mm" = [1.5, 1.25]
+"modes.size.visibility" = [0.5, 1.0]
 "modes.size.alignment" = [0.0, 1.0]
 """
 
@@ -116,8 +116,9 @@ def test_bad_sweep_tables(tmp_path, tiny_study_files, sweep, expected):
     "sweep, expected",
     [
         ('"modes.size.alignment" = [0.0, 1.5]', r"\[-1, 1\]"),
-        ('"modes.sise.alignment" = [0.0]', "Valid paths"),
-        ('"modes.size.colour" = [0.0]', "Valid paths"),
+        ('"modes.size.visibility" = [1.5]', r"\[0, 1\]"),
+        ('"modes.sise.alignment" = [0.0]', "modes.size.alignment, modes.size.visibility"),
+        ('"modes.size.colour" = [0.0]', "Expected a sweepable spec path"),
     ],
 )
 def test_bad_points_fail_at_validation(tmp_path, tiny_study_files, sweep, expected):
@@ -134,18 +135,25 @@ def test_a_bad_core_mode_is_named(tmp_path, tiny_study_files):
 
 
 def test_points_write_their_specs_and_ood_sets_keep_their_alignments(tmp_path, tiny_study_files):
-    sweep = '\n[train.tiny.sweep]\n"modes.size.alignment" = [0.5]\n"modes.size.malignant" = [[20.0, 28.0]]\n'
-    study = validate_study(load_study(str(_study_file(tmp_path, tiny_study_files, sweep))))
+    sweep = (
+        '\n[train.tiny.sweep]\n"modes.size.alignment" = [0.5]\n"modes.size.visibility" = [0.25]\n'
+        '"malignant_fraction" = [0.4]\n'
+    )
+    path = _study_file(tmp_path, tiny_study_files, sweep)
+    with pytest.raises(StudyError, match="at most 2"):
+        load_study(str(path))
+    path.write_text(path.read_text().replace('"malignant_fraction" = [0.4]\n', ""))
+    study = validate_study(load_study(str(path)))
     out = tmp_path / "out"
     expanded = expand_study(study, out)
     (point,) = expanded.train
-    assert point.id == "tiny@modes.size.alignment=0.5,modes.size.malignant=[20,28]"
+    assert point.id == "tiny@modes.size.alignment=0.5,modes.size.visibility=0.25"
     assert point.materialised and point.base == "tiny"
     train, ood, conflict = (load_spec(ref) for ref in (point.dist, *point.ood))
     assert train.modes["size"].alignment == 0.5  # the swept alignment: training set only
     assert ood.modes["size"].alignment == 0.0 and conflict.modes["size"].alignment == -1.0
-    for spec in (train, ood, conflict):  # a look follows into every test set
-        assert spec.modes["size"].malignant == (20.0, 28.0)
+    for spec in (train, ood, conflict):  # an availability control follows into every test set
+        assert spec.modes["size"].visibility == 0.25
         assert spec.modes["margin"].alignment == 1.0 and spec.image_size == 32
     # Expanding again leaves the files alone; the study as written is what study.json holds.
     mtimes = [p.stat().st_mtime_ns for p in sorted((out / "specs").rglob("*.toml"))]
@@ -154,6 +162,13 @@ def test_points_write_their_specs_and_ood_sets_keep_their_alignments(tmp_path, t
     assert [p.stat().st_mtime_ns for p in sorted((out / "specs").rglob("*.toml"))] == mtimes
     assert expanded.to_dict() == study.to_dict()
     assert expand_study(expanded, out) is expanded
+
+
+def test_the_class_balance_stays_the_ood_sets_own(tmp_path, tiny_study_files):
+    sweep = '\n[train.tiny.sweep]\n"malignant_fraction" = [0.25]\n'
+    study = validate_study(load_study(str(_study_file(tmp_path, tiny_study_files, sweep))))
+    (point,) = expand_study(study, tmp_path / "out").train
+    assert [load_spec(r).malignant_fraction for r in (point.dist, *point.ood)] == [0.25, 0.5, 0.5]
 
 
 def test_fingerprints_hold_the_swept_values(tmp_path, tiny_study_files):
@@ -236,13 +251,11 @@ def test_2d_sweep_writes_the_bias_heatmap(tmp_path, tiny_study_files, fake_stage
     agg = aggregate_study(study, out)
     assert len(agg.records) == 2 * 4
     rows = _rows(out / "sweep.csv")
-    assert {(r["pixel_spacing_mm"], r["modes.size.alignment"]) for r in rows} == {
-        ("1.5", "0.0"), ("1.5", "1.0"), ("1.25", "0.0"), ("1.25", "1.0")
+    assert {(r["modes.size.visibility"], r["modes.size.alignment"]) for r in rows} == {
+        ("0.5", "0.0"), ("0.5", "1.0"), ("1.0", "0.0"), ("1.0", "1.0")
     }
-    # pixel_spacing_mm follows into the OOD sets (it is not an alignment).
-    expanded = expand_study(study, out)
-    point = next(e for e in expanded.train if dict(e.point)["pixel_spacing_mm"] == 1.25)
-    assert {load_spec(ref).pixel_spacing_mm for ref in (point.dist, *point.ood)} == {1.25}
+    conflict = [r for r in rows if r["test_dist"] == "tiny_conflict"]
+    assert len(conflict) == 8 and all(-1 <= float(r["shortcut_bias"]) <= 1 for r in conflict)
     assert (out / "bias.png").stat().st_size > 0 and (out / "curves.png").stat().st_size > 0
 
 
