@@ -19,7 +19,7 @@ import keras
 import numpy as np
 import pytest
 
-from nodulelearn.datasets import load_spec, sample_factors, spec_from_dict
+from nodulelearn.datasets import load_spec, sample_factors, spec_at_image_size, spec_from_dict
 from nodulelearn.sensitivity import (
     encoding_distribution,
     load_keras_model,
@@ -236,3 +236,20 @@ def test_corner_parenchyma_reader_is_driven_by_nuisance(spec_path, tmp_path):
     assert records["nuisance"]["kind"] == "nuisance"
     others = [r["reliance_ci_high"] for m, r in records.items() if m != "nuisance"]
     assert records["nuisance"]["reliance_ci_low"] > max(others)
+
+
+def test_encoding_on_the_training_distribution_is_confounded_and_decorrelation_removes_it(
+        planted):
+    # The embedding holds size and noise only. On margin_size, margin and size both predict the
+    # label, so margin "decodes" through size; on the decorrelated version it does not.
+    _, _, encoder = planted
+    own = spec_at_image_size("margin_size", 32)
+    normalized = {}
+    for spec in (own, encoding_distribution(own)):
+        renderer = BatchedRenderer(image_size=32, pixel_spacing_mm=spec.pixel_spacing_mm,
+                                   fn=encoder, batch_size=256)
+        result = measure_encoding(renderer.apply, spec, seed=0, embedding_dim=2, n=600,
+                                  bootstrap=100, modes=["margin"])
+        normalized[spec.name] = result["modes"][0]
+    assert normalized["margin_size"]["normalized_ci_low"] > 0.25
+    assert normalized["margin_size_independent"]["normalized_ci_high"] < 0.05
