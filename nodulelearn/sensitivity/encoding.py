@@ -27,14 +27,13 @@ least ``MIN_SAMPLES`` (1000): 2,560 for the default 128-wide embedding.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import time
 import warnings
 
 import numpy as np
 
-from nodulelearn.datasets import MODE_NAMES, get_mode, load_spec, sample_factors
+from nodulelearn.datasets import MODE_NAMES, decorrelated, get_mode, load_spec, sample_factors
 from nodulelearn.sensitivity.intervals import LEVEL, interval
 
 logger = logging.getLogger(__name__)
@@ -59,26 +58,13 @@ def encoding_sample_size(embedding_dim: int) -> int:
 
 
 def encoding_distribution(spec):
-    """The decorrelated version of ``spec``: every alignment 0, looks and pinned modes kept.
+    """The decorrelated version of ``spec`` (``nodulelearn.datasets.decorrelated``): every
+    alignment 0, looks and pinned modes kept, named ``<name>_independent``.
 
     Every mode is then drawn independently of the label and of the others (each from a 50/50
     mix of its benign and malignant looks), so a read-out of one mode cannot lean on another.
     """
-    spec = load_spec(spec)
-    try:  # the one definition, once nodulelearn.datasets has it
-        from nodulelearn.datasets import decorrelated
-    except ImportError:
-        decorrelated = _decorrelated
-    return decorrelated(spec)
-
-
-def _decorrelated(spec):
-    modes = {
-        name: mode if mode.fixed is not None else dataclasses.replace(mode, alignment=0.0)
-        for name, mode in spec.modes.items()
-    }
-    return dataclasses.replace(spec, name=f"{spec.name}_independent", modes=modes,
-                               ood_companions=())
+    return decorrelated(load_spec(spec))
 
 
 def _bootstrap_indices(n: int, draws: int, seed: int) -> np.ndarray:
