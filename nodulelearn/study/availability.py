@@ -4,7 +4,7 @@ A study of ``kind = "availability"`` trains each loss on distributions in which 
 predicts the label (the ``<mode>_only`` presets: that mode has alignment 1, every other mode
 varies independently of the label). Its aggregation writes:
 
-``availability.csv``: one row per (loss, mode), means over seeds:
+``availability.csv``: one row per (loss, training distribution), means over seeds:
 
 * ``accuracy``: in-distribution test accuracy at the end of training (``accuracy_sd`` over seeds);
 * ``curve_auc``: the area under the validation-accuracy curve over the epochs of the phase that
@@ -14,9 +14,12 @@ varies independently of the label). Its aggregation writes:
   the same idea). For end-to-end losses the phase is training itself; for pretrain_probe losses
   it is the linear probe on the frozen encoder (the pretraining phase has no classifier), so
   their curve_auc says how quickly a linear probe reads the mode off the features;
-* ``train_dist``, ``seeds`` (how many), ``epochs`` (of that phase).
+* ``mode`` (the distribution's one predictive mode), ``train_dist`` (its ``[train.<id>]`` key: a
+  mode may appear twice, e.g. at its default look and at a calibrated one), ``seeds`` (how many),
+  ``epochs`` (of that phase).
 
-``availability.png``: accuracy and curve_auc per mode (sorted by mean curve_auc), one bar per loss.
+``availability.png``: accuracy and curve_auc per training distribution (sorted by mean
+curve_auc), one bar per loss.
 """
 
 from __future__ import annotations
@@ -102,17 +105,17 @@ def availability_rows(
         if not curve:
             log.warning("Run %s has no validation-accuracy curve in its history.csv; its "
                         "curve_auc is left out.", record["run_id"])
-        cell = cells.setdefault((record["loss"], mode), {
-            "train_dist": record["train_dist"], "accuracy": [], "curve_auc": [], "epochs": 0})
+        cell = cells.setdefault((record["loss"], record["train_dist"]), {
+            "mode": mode, "accuracy": [], "curve_auc": [], "epochs": 0})
         cell["accuracy"].append(record["metrics"][id_test]["accuracy"])
         if curve:
             cell["curve_auc"].append(curve_auc(curve))
             cell["epochs"] = len(curve)
     rows = []
-    for (loss, mode), cell in cells.items():
+    for (loss, train_dist), cell in cells.items():
         acc, auc = stats.estimate(cell["accuracy"]), stats.estimate(cell["curve_auc"])
         rows.append({
-            "loss": loss, "mode": mode, "train_dist": cell["train_dist"],
+            "loss": loss, "mode": cell["mode"], "train_dist": train_dist,
             "accuracy": acc.mean, "accuracy_sd": "" if acc.k < 2 else acc.sd,
             "curve_auc": "" if auc.k == 0 else auc.mean,
             "curve_auc_sd": "" if auc.k < 2 else auc.sd,
@@ -135,8 +138,8 @@ def availability_figure(rows: Sequence[Mapping[str, Any]], path: str | Path) -> 
         return math.nan if v in ("", None) else float(v)
 
     losses = list(dict.fromkeys(r["loss"] for r in rows))
-    modes = list(dict.fromkeys(r["mode"] for r in rows))
-    score = {m: [value(r, "curve_auc") for r in rows if r["mode"] == m] for m in modes}
+    modes = list(dict.fromkeys(r["train_dist"] for r in rows))
+    score = {m: [value(r, "curve_auc") for r in rows if r["train_dist"] == m] for m in modes}
     modes.sort(key=lambda m: -sum(v for v in score[m] if math.isfinite(v)) / max(
         1, sum(math.isfinite(v) for v in score[m])))
     fig, axes = plt.subplots(1, 2, figsize=(2.0 + 0.9 * len(modes) * 2, 3.4), sharey=True)
@@ -144,14 +147,16 @@ def availability_figure(rows: Sequence[Mapping[str, Any]], path: str | Path) -> 
     for ax, key, label in ((axes[0], "accuracy", "ID accuracy (alone)"),
                            (axes[1], "curve_auc", "val-accuracy curve AUC")):
         for k, loss in enumerate(losses):
-            by_mode = {r["mode"]: r for r in rows if r["loss"] == loss}
+            by_mode = {r["train_dist"]: r for r in rows if r["loss"] == loss}
             xs = [i - 0.4 + width * (k + 0.5) for i, m in enumerate(modes) if m in by_mode]
             ys = [value(by_mode[m], key) for m in modes if m in by_mode]
             sds = [value(by_mode[m], f"{key}_sd") for m in modes if m in by_mode]
             ax.bar(xs, ys, width, yerr=[0.0 if not math.isfinite(s) else s for s in sds],
                    capsize=2, label=loss)
         ax.axhline(0.5, color="grey", linewidth=0.8, linestyle=":")
-        ax.set_xticks(range(len(modes)), modes, rotation=40, ha="right")
+        names = {r["train_dist"]: r["mode"] for r in rows}
+        ax.set_xticks(range(len(modes)), [m if names[m] == m else f"{m}\n({names[m]})"
+                                          for m in modes], rotation=40, ha="right", fontsize=7)
         ax.set_ylim(0.0, 1.05)
         ax.set_title(label, fontsize=9)
     axes[0].legend(fontsize=7)
