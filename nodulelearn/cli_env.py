@@ -5,7 +5,8 @@ so ``TF_CPP_MIN_LOG_LEVEL`` cannot hide them) and of its Python logger (SavedMod
 written to ..."). ``quiet_tensorflow(argv)`` is called by the launcher of every ``bin/`` script
 before TensorFlow is imported: unless ``argv`` holds ``--verbosity=N`` (or ``-v N``) with N >= 1,
 it sets ``TF_CPP_MIN_LOG_LEVEL=3`` (0 with N >= 1; a level the user exported is kept), raises
-the ``tensorflow`` Python logger to ERROR, and filters the import-time C++ INFO / WARNING lines
+the ``tensorflow`` Python logger to ERROR, drops the records below ERROR that TensorFlow's modules
+log through absl's logger (SavedModel export does), and filters the import-time C++ INFO / WARNING lines
 out of stderr; any other output of the import (Python warnings, errors) is passed through.
 Nothing happens at import of this module.
 
@@ -66,11 +67,27 @@ def quiet_tensorflow(argv: Sequence[str]) -> bool:
         return False
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     logging.getLogger("tensorflow").setLevel(logging.ERROR)
+    # Parts of TensorFlow (SavedModel export) log through absl's logger, which also carries the
+    # scripts' own messages: drop only the records that TensorFlow's modules write.
+    from absl import logging as absl_logging  # creates absl's own logger class first
+
+    absl_logger = absl_logging.get_absl_logger()
+    if not any(isinstance(f, TensorFlowRecordFilter) for f in absl_logger.filters):
+        absl_logger.addFilter(TensorFlowRecordFilter())
     if "tensorflow" not in sys.modules and not any(
         isinstance(finder, _QuietImportFinder) for finder in sys.meta_path
     ):
         sys.meta_path.insert(0, _QuietImportFinder())
     return True
+
+
+class TensorFlowRecordFilter(logging.Filter):
+    """Drops log records below ERROR that come from a module of the ``tensorflow`` package."""
+
+    _PART = f"{os.sep}tensorflow{os.sep}"
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.ERROR or self._PART not in (record.pathname or "")
 
 
 def filter_chatter(output: bytes) -> bytes:

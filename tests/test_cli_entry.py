@@ -2,6 +2,7 @@
 
 import configparser
 import importlib.metadata
+import logging
 import os
 import re
 import subprocess
@@ -192,3 +193,25 @@ def test_filter_chatter_keeps_everything_else():
             b"W1201 20:11:25.123456   16412 y.cc:2] chatter too\n")
     assert cli_env.filter_chatter(text) == (
         b"Traceback (most recent call last):\nE0000 00:00:1796156351.981090   16412 x.cc:1] kept\n")
+
+
+def test_tensorflow_records_are_dropped_from_the_absl_logger_and_others_kept():
+    keep = cli_env.TensorFlowRecordFilter()
+
+    def record(path, level=20):
+        return logging.LogRecord("absl", level, path, 1, "message", None, None)
+
+    tf_module = os.path.join("site-packages", "tensorflow", "python", "saved_model", "save.py")
+    assert not keep.filter(record(tf_module))
+    assert not keep.filter(record(tf_module, logging.WARNING))
+    assert keep.filter(record(tf_module, logging.ERROR))
+    assert keep.filter(record(os.path.join("nodulelearn", "datasets", "tfrecords.py")))
+    assert keep.filter(record(os.path.join("bin", "export_tfrecords")))
+
+
+def test_quieting_leaves_absl_its_own_logger_class():
+    """absl's logger must stay an ABSLLogger, which reports the caller's file, not absl's own."""
+    code = ("from nodulelearn.cli_env import quiet_tensorflow\nquiet_tensorflow([])\n"
+            "from absl import logging\nprint(type(logging.get_absl_logger()).__name__)\n")
+    result = _run([sys.executable, "-c", code])
+    assert result.stdout.strip() == "ABSLLogger", result.stderr

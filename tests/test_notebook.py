@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 
 import nodulelearn
+from nodulelearn.datasets import MODE_NAMES
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -34,8 +35,8 @@ def test_readme_example_trains_analyses_and_gives_a_dataframe(tmp_path, monkeypa
     exec(compile(readme_example(), "README.md example", "exec"), namespace)
     table = namespace["table"]
     assert isinstance(table, pd.DataFrame)
-    assert sorted(table.index) == sorted(
-        ["margin", "size", "texture", "calcification", "contrast", "position", "noise", "vessels"])
+    # One record per mode of variation, plus the pseudo-mode `nuisance` (other noise seeds).
+    assert sorted(table.index) == sorted([*MODE_NAMES, "nuisance"])
     varying = table[table["varies"]]
     assert abs(varying["reliance"].sum() - 1.0) < 1e-6  # reliance shares over the modes
     assert ((table["flip_rate"].dropna() >= 0) & (table["flip_rate"].dropna() <= 1)).all()
