@@ -13,11 +13,29 @@ from nodulelearn.datasets import spec_at_image_size
 from nodulelearn.training.metrics import binary_metrics
 
 
-def predict_probabilities(model: keras.Model, spec, n: int, seed: int,
-                          batch_size: int) -> tuple[np.ndarray, np.ndarray]:
-    """Labels ``[n]`` and the model's P(malignant) ``[n]`` on ``n`` samples of ``spec``."""
+def _check_count(name: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"Invalid value for `{name}`. Expected a positive integer. "
+                         f"Received: {name}={value!r}")
+
+
+def predict_probabilities(model: keras.Model, spec, n: int, seed: int, batch_size: int,
+                          outputs: str = "probability") -> tuple[np.ndarray, np.ndarray]:
+    """Labels ``[n]`` and the model's P(malignant) ``[n]`` on ``n`` samples of ``spec``.
+
+    The outputs are checked (``nodulelearn.model_io``): one per image, finite, and in [0, 1]
+    unless ``outputs="logit"`` (then the sigmoid is applied).
+
+    Raises:
+        ValueError: ``n`` or ``batch_size`` not positive, a wrong input size, or outputs that are
+            not one finite P(malignant) per image (``model_io.ModelOutputError``).
+    """
+    from nodulelearn import model_io
     from nodulelearn.datasets import make_dataset
 
+    _check_count("n", n)
+    _check_count("batch_size", batch_size)
+    model_io.check_single_output(model)
     expected = model.input_shape[1:3]
     if tuple(expected) != (spec.image_size, spec.image_size):
         raise ValueError(f"The model expects {expected[0]}x{expected[1]} images but the spec "
@@ -26,13 +44,15 @@ def predict_probabilities(model: keras.Model, spec, n: int, seed: int,
     predict = tf.function(lambda images: model(images, training=False), reduce_retracing=True)
     labels, probabilities = [], []
     for images, batch_labels in make_dataset(spec, n, seed, batch_size):
-        probabilities.append(np.asarray(predict(images)).reshape(-1))
+        probabilities.append(np.asarray(model_io.output_column(predict(images))))
         labels.append(batch_labels.numpy())
-    return np.concatenate(labels), np.concatenate(probabilities)
+    where = f"{model.name} on {spec.name!r}"
+    return (np.concatenate(labels),
+            model_io.to_probabilities(np.concatenate(probabilities), outputs, where=where))
 
 
-def evaluate_model(model: keras.Model, spec, n: int, seed: int,
-                   batch_size: int = 256) -> dict[str, Any]:
+def evaluate_model(model: keras.Model, spec, n: int, seed: int, batch_size: int = 256,
+                   outputs: str = "probability") -> dict[str, Any]:
     """Metrics of ``model`` on ``n`` samples of ``spec`` drawn with ``seed``.
 
     Args:
@@ -41,21 +61,27 @@ def evaluate_model(model: keras.Model, spec, n: int, seed: int,
         n: number of test samples.
         seed: data seed of the test set.
         batch_size: prediction batch size.
+        outputs: ``"probability"`` (checked to lie in [0, 1]) or ``"logit"``.
 
     Returns:
         ``{"accuracy", "sensitivity", "specificity", "balanced_accuracy", "auc", "n"}``.
+
+    Raises:
+        ValueError: see ``predict_probabilities``.
     """
     if not hasattr(spec, "image_size"):
         spec = spec_at_image_size(spec, model.input_shape[1])
-    labels, probabilities = predict_probabilities(model, spec, n, seed, batch_size)
+    labels, probabilities = predict_probabilities(model, spec, n, seed, batch_size, outputs)
     return binary_metrics(labels, probabilities)
 
 
 def evaluate_on(model: keras.Model, dists: Sequence[str], n: int, seed: int,
-                batch_size: int = 256) -> dict[str, dict[str, Any]]:
+                batch_size: int = 256, outputs: str = "probability") -> dict[str, dict[str, Any]]:
     """``{dist name: evaluate_model(...)}`` for every distribution, at the model's image size."""
+    _check_count("n", n)
     return {
-        dist: evaluate_model(model, spec_at_image_size(dist, model.input_shape[1]), n, seed, batch_size)
+        dist: evaluate_model(model, spec_at_image_size(dist, model.input_shape[1]), n, seed,
+                             batch_size, outputs)
         for dist in dists
     }
 
