@@ -215,3 +215,48 @@ def test_quieting_leaves_absl_its_own_logger_class():
             "from absl import logging\nprint(type(logging.get_absl_logger()).__name__)\n")
     result = _run([sys.executable, "-c", code])
     assert result.stdout.strip() == "ABSLLogger", result.stderr
+
+
+FAKE_SCRIPT = '''"""A stand-in bin/ script: prints what absl sees."""
+import sys
+from absl import app, flags
+
+_NAME = flags.DEFINE_string("name", "x", "A flag.")
+
+
+def main(argv):
+    print(f"argv0={sys.argv[0]} name={_NAME.value} rest={argv[1:]} doc={__doc__.split(':')[0]}")
+    sys.exit(3)
+
+
+if __name__ == "__main__":
+    app.run(main)
+'''
+
+
+def _launch_fake(tmp_path, entry, args):
+    """Runs the fake script as `nodulelearn-run_study ARGS` or `nodulelearn study ARGS`."""
+    (tmp_path / "run_study").write_text(FAKE_SCRIPT)
+    call = "_launch.run_study()" if entry == "console" else f"cli.main(['study', *{args!r}])"
+    code = textwrap.dedent(f"""
+        import pathlib, sys
+        from nodulelearn import _launch, cli
+        _launch.script_path = lambda name: pathlib.Path({str(tmp_path)!r}) / name
+        sys.argv = ["ignored", *{args!r}]
+        {call}
+    """)
+    return _run([sys.executable, "-c", code])
+
+
+@pytest.mark.parametrize("entry, prog", [
+    ("console", "nodulelearn-run_study"), ("cli", "nodulelearn study")])
+def test_launcher_runs_a_script_under_the_command_name(tmp_path, entry, prog):
+    """Through a fresh Python: the script is __main__, absl names the flags after the command."""
+    result = _launch_fake(tmp_path, entry, ["--name=y"])
+    assert result.returncode == 3, result.stderr
+    assert result.stdout.strip() == f"argv0={prog} name=y rest=[] doc=A stand-in bin/ script"
+    result = _launch_fake(tmp_path, entry, ["--help"])
+    assert f"{prog}:\n  --name: A flag." in result.stdout, result.stdout + result.stderr
+    assert str(tmp_path) not in result.stdout
+    result = _launch_fake(tmp_path, entry, ["--nmae=y"])
+    assert result.returncode == 1 and "Unknown command line flag 'nmae'" in result.stderr
