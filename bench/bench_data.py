@@ -12,7 +12,7 @@ Measures, in one run on the same machine:
 CPU time per image is reported too: on a machine shared with other jobs it is steadier than
 wall-clock time.
 
-Usage: python bench/bench_data.py [--dist clinical] [--image_size 64] [--batch_size 256]
+Usage: python bench/bench_data.py [--dist clinical] [--image_size 64] [--batch_size 256] [--smoke]
                                   [--images 8192] [--train_steps 20]
 """
 
@@ -116,15 +116,20 @@ def main():
     parser.add_argument("--batch_size", type=int, default=256)
     parser.add_argument("--images", type=int, default=8192)
     parser.add_argument("--train_steps", type=int, default=20)
+    parser.add_argument("--smoke", action="store_true",
+                        help="seconds-long run that checks the script works (numbers meaningless)")
     args = parser.parse_args()
+    if args.smoke:
+        args.image_size, args.batch_size, args.images, args.train_steps = 32, 16, 32, 2
 
     spec = dataclasses.replace(load_spec(args.dist), image_size=args.image_size)
     load_at_start = os.getloadavg()
     data = bench_make_dataset(spec, args.images, args.batch_size)
-    render_only = bench_render(spec, args.batch_size)
+    render_only = bench_render(spec, args.batch_size, repeats=2 if args.smoke else 20)
     training = bench_training(spec, args.batch_size, args.train_steps)
     report = {
         "benchmark": "data generation vs training throughput",
+        "smoke": args.smoke,
         "date": datetime.date.today().isoformat(),
         "machine": {
             "cpus": os.cpu_count(),

@@ -12,7 +12,7 @@ two-view batch is fed to an embedding loss), so every loss handles the 1024 x 10
 For reference, the JSON also holds the time of the row-wise argsort of a [1024, 1024] matrix,
 which semi-hard mining cannot avoid.
 
-Usage: python bench/bench_losses.py [--repeats 20] [--classes 2]
+Usage: python bench/bench_losses.py [--repeats 20] [--classes 2] [--smoke]
 """
 
 import argparse
@@ -80,21 +80,27 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--classes", type=int, default=2)
+    parser.add_argument("--smoke", action="store_true",
+                        help="seconds-long run that checks the script works (numbers meaningless)")
     args = parser.parse_args()
+    batch, dim = (BATCH, DIM) if not args.smoke else (16, 8)
+    if args.smoke:
+        args.repeats = 1
     rng = np.random.default_rng(0)
-    labels = rng.integers(0, args.classes, BATCH).astype(np.int32)
-    views = rng.standard_normal((BATCH, VIEWS, DIM)).astype(np.float32)
+    labels = rng.integers(0, args.classes, batch).astype(np.int32)
+    views = rng.standard_normal((batch, VIEWS, dim)).astype(np.float32)
     views /= np.linalg.norm(views, axis=-1, keepdims=True)
     inputs = {
         "supcon": (labels, views),
         "npairs": (labels, views),
-        "triplet_semihard": (np.tile(labels, VIEWS), views.transpose(1, 0, 2).reshape(-1, DIM)),
+        "triplet_semihard": (np.tile(labels, VIEWS), views.transpose(1, 0, 2).reshape(-1, dim)),
     }
-    a = tf.constant(rng.standard_normal((BATCH * VIEWS, DIM)).astype(np.float32))
-    b = tf.constant(rng.standard_normal((DIM, BATCH * VIEWS)).astype(np.float32))
+    a = tf.constant(rng.standard_normal((batch * VIEWS, dim)).astype(np.float32))
+    b = tf.constant(rng.standard_normal((dim, batch * VIEWS)).astype(np.float32))
 
     report = {
-        "shapes": {"batch": BATCH, "views": VIEWS, "dim": DIM, "classes": args.classes},
+        "smoke": args.smoke,
+        "shapes": {"batch": batch, "views": VIEWS, "dim": dim, "classes": args.classes},
         "repeats": args.repeats,
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.system()}",
         "tensorflow": tf.__version__,

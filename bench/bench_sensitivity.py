@@ -6,7 +6,7 @@ does not depend on the weights). Prints one JSON object: wall time of a cold run
 compilation of the renderer included) and of a warm run, the images rendered and predicted,
 and the throughput of rendering alone and prediction alone, to show where the time goes.
 
-Usage: python bench/bench_sensitivity.py [--n=2000] [--repeats=5] [--dist=clinical]
+Usage: python bench/bench_sensitivity.py [--n=2000] [--repeats=5] [--dist=clinical] [--smoke]
 """
 
 import argparse
@@ -22,7 +22,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from nodulelearn import models  # noqa: E402
-from nodulelearn.datasets import load_spec, sample_factors  # noqa: E402
+from nodulelearn.datasets import load_spec, sample_factors, spec_at_image_size  # noqa: E402
 from nodulelearn.sensitivity import permutation_sensitivity  # noqa: E402
 from nodulelearn.sensitivity.prediction import BatchedRenderer  # noqa: E402
 
@@ -42,9 +42,14 @@ def main():
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--dist", default="clinical")
     parser.add_argument("--batch_size", type=int, default=256)
+    parser.add_argument("--smoke", action="store_true",
+                        help="seconds-long run that checks the script works (numbers meaningless)")
     args = parser.parse_args()
 
     spec = load_spec(args.dist)
+    if args.smoke:
+        args.n, args.repeats, args.batch_size = 16, 1, 16
+        spec = spec_at_image_size(spec, 32)
     encoder = models.build_encoder("compact_cnn", spec.image_size)
     model = models.classifier(encoder, models.linear_head(encoder.output_shape[-1]))
     kwargs = dict(n=args.n, repeats=args.repeats, seed=0, batch_size=args.batch_size)
@@ -70,6 +75,7 @@ def main():
 
     print(json.dumps({
         "benchmark": "permutation_sensitivity",
+        "smoke": args.smoke,
         "distribution": spec.name,
         "image_size": spec.image_size,
         "model": "compact_cnn + linear head (untrained)",

@@ -13,7 +13,7 @@ Measures, in one run:
 - the renderer's throughput on its first call, XLA compilation included (a one-time cost per
   run: the training set is rendered once).
 
-Usage: python bench/bench_training.py [--width 16] [--batch_size 128] [--steps 64] [--epochs 4]
+Usage: python bench/bench_training.py [--width 16] [--batch_size 128] [--steps 64] [--epochs 4] [--smoke]
 """
 
 import argparse
@@ -31,12 +31,12 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from nodulelearn import losses, models  # noqa: E402
+from nodulelearn.datasets import spec_at_image_size  # noqa: E402
+from nodulelearn.run_dir import RunDirectory  # noqa: E402
 from nodulelearn.training.augment import build_augment  # noqa: E402
 from nodulelearn.training.config import TrainConfig, resolve_config  # noqa: E402
 from nodulelearn.training.data import render_split  # noqa: E402
-from nodulelearn.training.evaluate import spec_at_size  # noqa: E402
 from nodulelearn.training.fitting import RunContext, fit_phase, trainable  # noqa: E402
-from nodulelearn.training.run_dir import RunDirectory  # noqa: E402
 
 
 def matmul_flops(n: int = 2048, repeats: int = 10) -> float:
@@ -84,13 +84,19 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=64, help="batches per epoch (as bin/train)")
     parser.add_argument("--epochs", type=int, default=4, help="the first one is warm-up")
     parser.add_argument("--train_dist", default="clinical")
+    parser.add_argument("--smoke", action="store_true",
+                        help="seconds-long run that checks the script works (numbers meaningless)")
     args = parser.parse_args()
+    matmul_size = 2048
+    if args.smoke:
+        args.width, args.batch_size, args.steps, args.epochs, matmul_size = 4, 8, 2, 2, 64
     keras.utils.set_random_seed(0)
     n = args.steps * args.batch_size
     config = resolve_config(TrainConfig(
         loss="ce", n_train=n, batch_size=args.batch_size, epochs=args.epochs,
-        model_params={"width": args.width}, test_dists=(args.train_dist,)))
-    spec = spec_at_size(args.train_dist, config.image_size)
+        model_params={"width": args.width}, test_dists=(args.train_dist,),
+        image_size=32 if args.smoke else None))
+    spec = spec_at_image_size(args.train_dist, config.image_size)
 
     start = time.perf_counter()
     images, labels = render_split(spec, n, 1)
@@ -124,7 +130,7 @@ def main() -> None:
             for xb, yb in batches:
                 bare.train_on_batch(xb, yb)
             self.times.append(time.perf_counter() - start)
-            machine.append(matmul_flops())
+            machine.append(matmul_flops(matmul_size))
 
     def real_loop(augment):
         """fit_phase with its stream, callbacks and backups; per-epoch (real, bare) seconds."""
@@ -150,6 +156,7 @@ def main() -> None:
     flops_per_image = forward_flops(bare)
     train_flops = 3 * flops_per_image * fit_ips
     print(json.dumps({
+        "smoke": args.smoke,
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
                     "tf": tf.__version__, "keras": keras.__version__},
         "config": {"model": config.model, "width": args.width, "image_size": config.image_size,
