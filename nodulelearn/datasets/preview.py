@@ -15,17 +15,14 @@ import io
 import os
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+from matplotlib.figure import Figure  # not pyplot: no backend is chosen or switched
 
-matplotlib.use("Agg")  # headless: no display needed, safe under tests and on clusters
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from nodulelearn.atomic_files import write_bytes_atomic  # noqa: E402
-from nodulelearn.datasets.modes import MODE_NAMES, MODES  # noqa: E402
-from nodulelearn.datasets.render import render, render_factors  # noqa: E402
-from nodulelearn.datasets.sampling import sample_factors  # noqa: E402
-from nodulelearn.datasets.spec import DistributionSpec  # noqa: E402
+from nodulelearn.atomic_files import write_bytes_atomic
+from nodulelearn.datasets.modes import MODE_NAMES, MODES
+from nodulelearn.datasets.render import render, render_factors
+from nodulelearn.datasets.sampling import sample_factors
+from nodulelearn.datasets.spec import DistributionSpec
 
 # The nodule every row of the modes panel starts from: mid-range, plainly visible.
 REFERENCE_VALUES = {
@@ -101,7 +98,8 @@ def _sample_title(factors, i: int) -> str:
 
 
 def preview_figure(spec: DistributionSpec, *, seed: int = 0, n: int = 24, columns: int = 8):
-    """The two-panel preview figure (see module doc); the caller saves or closes it."""
+    """The two-panel preview figure (see module doc), a ``matplotlib.figure.Figure`` outside
+    pyplot: nothing to close, and the caller's backend is left alone."""
     sweeps = render_mode_sweeps(spec, seed)
     factors = sample_factors(spec, n, seed)
     samples = render_factors(factors, spec, batch_size=max(8, min(n, 64)))
@@ -109,7 +107,7 @@ def preview_figure(spec: DistributionSpec, *, seed: int = 0, n: int = 24, column
     sweep_cols = max(len(values) for values, _ in sweeps.values())
     sample_rows = -(-n // columns)
     width = max(sweep_cols, columns)
-    fig = plt.figure(figsize=(1.35 * width, 1.45 * (len(sweeps) + sample_rows) + 1.0))
+    fig = Figure(figsize=(1.35 * width, 1.45 * (len(sweeps) + sample_rows) + 1.0))
     grid = fig.add_gridspec(
         len(sweeps) + sample_rows, width, hspace=0.55, wspace=0.08, top=0.95, bottom=0.01
     )
@@ -170,15 +168,17 @@ def write_preview(
     out = Path(out)
     if out.suffix.lower() != ".png":
         raise ValueError(f"Expected an output path ending in .png. Received: {str(out)!r}")
+    if out.parent.exists() and not out.parent.is_dir():
+        raise NotADirectoryError(f"The output folder {str(out.parent)!r} is a file, not a "
+                                 "directory.")
     if not out.parent.is_dir():
         raise FileNotFoundError(f"The output folder {str(out.parent)!r} does not exist.")
+    if out.is_dir():
+        raise IsADirectoryError(f"The output path {str(out)!r} is a directory; give a .png file.")
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
         raise ValueError(f"Invalid value for argument `n`. Expected an int >= 1. Received: n={n!r}")
     fig = preview_figure(spec, seed=seed, n=int(n))
     buffer = io.BytesIO()
-    try:
-        fig.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight")
-    finally:
-        plt.close(fig)
+    fig.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight")
     write_bytes_atomic(out, buffer.getvalue())
     return out

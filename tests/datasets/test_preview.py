@@ -72,6 +72,20 @@ def test_write_preview_writes_a_png_atomically(tmp_path, spec_path):
         write_preview(spec, tmp_path / "missing" / "sheet.png", n=4)
     with pytest.raises(ValueError, match="`n`"):
         write_preview(spec, out, n=0)
+    (tmp_path / "dir.png").mkdir()
+    with pytest.raises(IsADirectoryError, match="is a directory"):
+        write_preview(spec, tmp_path / "dir.png", n=4)
+    with pytest.raises(NotADirectoryError, match="is a file"):
+        write_preview(spec, tmp_path / "small.toml" / "sheet.png", n=4)
+
+
+def test_importing_the_preview_leaves_the_matplotlib_backend_alone():
+    code = ("import matplotlib; matplotlib.use('svg'); import nodulelearn.datasets.preview; "
+            "print(matplotlib.get_backend())")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            timeout=300, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "svg"
 
 
 def _run(*args):

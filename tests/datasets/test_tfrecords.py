@@ -134,3 +134,100 @@ def test_missing_export_is_reported(tmp_path):
         read_tfrecords(tmp_path, 4)
     with pytest.raises(FileNotFoundError, match="No TFRecord file"):
         read_tfrecords(tmp_path / "nothing.tfrecord", 4)
+
+
+# --- the reader checks dataset.json against the data -----------------------------------------
+
+def _copy_export(spec, tmp_path, shards=3):
+    out = tmp_path / "export"
+    write_tfrecords(spec, N, SEED, out, shards=shards)
+    return out, json.loads((out / "dataset.json").read_text())
+
+
+def _write_description(out, description):
+    (out / "dataset.json").write_text(json.dumps(description))
+
+
+def test_a_wrong_image_size_in_the_description_is_caught(spec, tmp_path):
+    out, description = _copy_export(spec, tmp_path)
+    description["image_size"] = 16  # the records hold 32 x 32 images: 4 times the pixels
+    _write_description(out, description)
+    with pytest.raises(tf.errors.DataLossError, match=r"data-00000-of-00003.tfrecord.*32x32 "
+                       r"pixels.*expected 16x16"):
+        read_tfrecords(out, 4)
+    # Unverified, the batch still fails rather than yielding 4 x as many images as labels.
+    with pytest.raises(tf.errors.InvalidArgumentError):
+        batches(read_tfrecords(out, 4, verify=False))
+
+
+def test_shards_out_of_order_are_caught(spec, tmp_path):
+    out, description = _copy_export(spec, tmp_path)
+    shards = description["shards"]
+    reordered = dict(description, shards=[shards[1], shards[0], shards[2]])
+    _write_description(out, reordered)
+    with pytest.raises(ValueError, match=r"shard 'data-00001-of-00003.tfrecord' starts at "
+                       r"sample 4, expected 0"):
+        read_tfrecords(out, 4)
+    # Files swapped under their ranges: the records' own indices give them away.
+    swapped = [dict(shards[0], file=shards[1]["file"], bytes=shards[1]["bytes"]),
+               dict(shards[1], file=shards[0]["file"], bytes=shards[0]["bytes"]), shards[2]]
+    _write_description(out, dict(description, shards=swapped))
+    with pytest.raises(tf.errors.DataLossError, match=r"data-00001-of-00003.tfrecord.*samples "
+                       r"\[4\]\.\.\[7\].*says 0\.\.3"):
+        read_tfrecords(out, 4)
+
+
+def test_a_file_cut_at_a_record_boundary_is_caught(spec, tmp_path):
+    out, description = _copy_export(spec, tmp_path)
+    victim = out / description["shards"][1]["file"]
+    records = [r.numpy() for r in tf.data.TFRecordDataset(str(victim))]
+    with tf.io.TFRecordWriter(str(victim)) as writer:
+        for record in records[:-1]:
+            writer.write(record)
+    with pytest.raises(tf.errors.DataLossError, match=r"data-00001-of-00003.tfrecord.*bytes"):
+        read_tfrecords(out, 4)
+    with pytest.raises(tf.errors.DataLossError, match=r"data-00001-of-00003.tfrecord.*bytes"):
+        read_tfrecords(victim, 4)  # a single file is checked against the description beside it
+    # Without the byte counts, the record count catches it.
+    for shard in description["shards"]:
+        del shard["bytes"]
+    _write_description(out, description)
+    with pytest.raises(tf.errors.DataLossError, match=r"holds 3 records.*says 4"):
+        read_tfrecords(out, 4)
+
+
+@pytest.mark.parametrize("text, match", [
+    ("{not json", "is not valid JSON"),
+    ('{"format": "x"}', "is not the description of a TFRecord export"),
+])
+def test_a_broken_description_is_named(tmp_path, text, match):
+    (tmp_path / "dataset.json").write_text(text)
+    with pytest.raises(ValueError, match=match):
+        read_tfrecords(tmp_path, 4)
+
+
+# --- the writer reports environment errors by path and leaves nothing behind -----------------
+
+def test_a_full_disk_is_reported_and_leaves_no_file(spec, tmp_path, monkeypatch):
+    import errno
+
+    from nodulelearn.datasets.tfrecords import ExportError
+
+    class FullDisk(tf.io.TFRecordWriter):
+        def write(self, record):
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(tf.io, "TFRecordWriter", FullDisk)
+    out = tmp_path / "full"
+    with pytest.raises(ExportError, match=r"Cannot write the export to .*full'.*No space left"):
+        write_tfrecords(spec, N, 0, out, shards=2)
+    assert list(out.iterdir()) == []  # no shard, no temporary file, no dataset.json
+
+
+def test_output_under_a_file_is_reported(spec, tmp_path):
+    blocker = tmp_path / "file.txt"
+    blocker.write_text("x")
+    with pytest.raises(NotADirectoryError, match="is not a directory"):
+        write_tfrecords(spec, N, 0, blocker)
+    with pytest.raises(NotADirectoryError, match="lies under a file"):
+        write_tfrecords(spec, N, 0, blocker / "sub")
