@@ -19,6 +19,7 @@ FORBIDDEN = {
 }
 #: Neutral top-level modules every package may use: they import no package above them.
 NEUTRAL = ("registry", "params", "atomic_files", "run_dir", "model_io", "locks", "determinism",
+           "lazy", "keras_compat",
            "binary_metrics")
 
 #: Library files that still call matplotlib.use (switching a notebook user's backend). Each must

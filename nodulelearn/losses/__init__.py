@@ -11,9 +11,7 @@ up; the loss classes and pure functions below are imported on first use (``EXPOR
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
-
+from nodulelearn.lazy import lazy_attributes
 from nodulelearn.losses.plugins import ENTRY_POINT_GROUP, import_loss_module
 from nodulelearn.losses.registry import (
     BUILT_INS,
@@ -49,13 +47,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    if name not in EXPORTS:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(EXPORTS[name]), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *EXPORTS})
+__getattr__, __dir__ = lazy_attributes(globals(), EXPORTS)

@@ -6,9 +6,7 @@ encoder's module, and the builders below are imported on first use (``EXPORTS``)
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
-
+from nodulelearn.lazy import lazy_attributes
 from nodulelearn.models.registry import ENCODERS
 
 #: The model builders and the module defining each (imported on first use).
@@ -51,13 +49,4 @@ def build_encoder(name: str, image_size: int, **params: object):
     return ENCODERS.build(name, image_size, **params)
 
 
-def __getattr__(name: str) -> Any:
-    if name not in EXPORTS:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(EXPORTS[name]), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *EXPORTS})
+__getattr__, __dir__ = lazy_attributes(globals(), EXPORTS)
