@@ -162,7 +162,7 @@ class Registry:
                     f"Invalid value for hyperparameter `{key}` of {self.kind} {name!r}. Expected "
                     f"a number (default {valid[key]!r}). Received: {key}={value!r}")
 
-    def build(self, name: str, *args: Any, **params: Any) -> Any:
+    def build(self, name: str, /, *args: Any, **params: Any) -> Any:
         """``check_params(name, params)``, then calls the entry with ``*args, **params``."""
         self.check_params(name, params)
         return self.get(name)(*args, **params)

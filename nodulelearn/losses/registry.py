@@ -160,7 +160,7 @@ def check_params(name: str, hparams: Mapping[str, Any]) -> None:
     _LOSSES.check_params(name, hparams)
 
 
-def get(name: str, **hparams: Any):
+def get(name: str, /, **hparams: Any):
     """Builds a configured loss.
 
     Args:

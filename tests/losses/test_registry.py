@@ -76,6 +76,7 @@ def test_info_lists_hyperparameters_with_defaults():
 def test_get_applies_hyperparameters():
     loss = losses.get("triplet_semihard", margin=0.5, distance_metric="angular", reduction="sum")
     assert (loss.margin, loss.distance_metric, loss.reduction) == (0.5, "angular", "sum")
+    assert losses.get("ce", name="my_ce").name == "my_ce"  # Keras' own name= is no clash
     # numpy scalars (e.g. from a sweep) are plain floats in the config.
     loss = losses.get("supcon", temperature=np.float32(0.5), base_temperature=1)
     assert loss.get_config()["temperature"] == 0.5 and type(loss.temperature) is float
