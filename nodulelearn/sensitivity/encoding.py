@@ -11,8 +11,9 @@ The read-out is scikit-learn's, cross-validated twice:
 - outer: ``folds``-fold (stratified for categorical modes); every sample is predicted once, by
   a model fitted without it, and the score is computed over these out-of-fold predictions;
 - inner: the regularisation strength is chosen by cross-validation inside each fitting fold
-  (``LogisticRegressionCV`` for categories, ``RidgeCV`` for numbers), features standardised on
-  the fitting fold.
+  (``LogisticRegressionCV`` for categories, with balanced class weights and balanced accuracy
+  as the selection score, like the reported score; ``RidgeCV`` for numbers), features
+  standardised on the fitting fold.
 
 Scores: balanced accuracy for categorical modes, R^2 for numeric ones (sizes, counts). The
 ``normalized`` score is comparable across modes, in [0, 1]: (balanced accuracy - chance) /
@@ -46,6 +47,7 @@ BOOTSTRAP = 1000
 # Inverse L2 strengths (logistic) and L2 strengths (ridge), on standardised features.
 LOGISTIC_CS = tuple(float(c) for c in np.logspace(-4, 2, 7))
 RIDGE_ALPHAS = tuple(float(a) for a in np.logspace(-3, 5, 17))
+LOGISTIC_TOL = 1e-3  # 3x faster than scikit-learn's 1e-4 on trained embeddings, same read-out
 # Seed offset of the encoding sample: never the noise seeds of the training or test images.
 ENCODING_SEED_OFFSET = 7_000_003
 
@@ -115,7 +117,9 @@ def _out_of_fold(x, y, categorical: bool, folds: int, seed: int):
     for fit, held_out in splitter.split(x, y):
         if categorical:
             inner = min(INNER_FOLDS, int(np.bincount(y[fit]).min(initial=INNER_FOLDS)))
-            head = LogisticRegressionCV(Cs=list(LOGISTIC_CS), cv=max(inner, 2), max_iter=1000)
+            head = LogisticRegressionCV(
+                Cs=list(LOGISTIC_CS), cv=max(inner, 2), max_iter=1000, tol=LOGISTIC_TOL,
+                class_weight="balanced", scoring="balanced_accuracy")
         else:
             head = RidgeCV(alphas=list(RIDGE_ALPHAS))
         model = make_pipeline(StandardScaler(), head)

