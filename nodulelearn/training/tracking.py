@@ -20,14 +20,14 @@ HPARAMS_DIR = "hparams"
 
 
 @functools.cache
-def git_commit() -> str | None:
-    """The commit of the git checkout nodulelearn is imported from, or None.
+def git_commit(directory: str | None = None) -> str | None:
+    """The commit of the git checkout holding ``directory`` (default: the nodulelearn package).
 
     None outside a checkout (an installed wheel), without a ``git`` program, or on any git error.
     """
-    package = Path(__file__).resolve().parents[1]
+    directory = directory or str(Path(__file__).resolve().parents[1])
     try:
-        result = subprocess.run(["git", "-C", str(package), "rev-parse", "HEAD"],
+        result = subprocess.run(["git", "-C", directory, "rev-parse", "HEAD"],
                                 capture_output=True, text=True, timeout=10, check=False)
     except (OSError, subprocess.SubprocessError):
         return None
