@@ -14,7 +14,10 @@ from typing import Any
 
 from nodulelearn.atomic_files import write_csv_atomic, write_text_atomic
 from nodulelearn.study import records
-from nodulelearn.study.availability import write_availability_outputs
+from nodulelearn.study.availability import (
+    availability_notes_markdown,
+    write_availability_outputs,
+)
 from nodulelearn.study.figures import ood_accuracy_plot, reliance_heatmap
 from nodulelearn.study.plan import plan_runs
 from nodulelearn.study.runner import FINISHED, STALE, STUDY_FILE, run_dir, run_state
@@ -149,6 +152,7 @@ def aggregate_study(study: StudySpec, out_dir: str | Path) -> Aggregate:
         finished=len(agg.records),
         missing=agg.missing,
     )
+    agg.summary += availability_notes_markdown(study)
     written.append(write_text_atomic(out_dir / "summary.md", agg.summary))
     for figure in (
         reliance_heatmap(study, agg.sensitivity_rows, out_dir / "heatmap.png"),

@@ -25,6 +25,7 @@ curve_auc), one bar per loss.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import logging
 import math
 from collections.abc import Mapping, Sequence
@@ -195,3 +196,80 @@ def check_availability_study(study: StudySpec) -> None:
             predictive_mode(entry.dist)
         except StudyError as err:
             raise StudyError(f"Study {study.source!r}, [train.{entry.id}]: {err}") from None
+
+
+#: Below this ID accuracy of a mode alone, a study whose training distribution holds that mode
+#: says so: no loss can prefer a mode the network cannot learn at that budget.
+LOW_AVAILABILITY = 0.9
+
+
+@dataclasses.dataclass(frozen=True)
+class Measurement:
+    """A measured availability: ``mode`` alone, in the geometry of training distribution ``dist``.
+
+    Attributes:
+        dist: the name of the training distribution (preset name) whose geometry it was measured
+            in (the mode alone: every other mode of ``dist`` at alignment 0).
+        mode: the mode.
+        loss: the loss trained.
+        budget: the TrainConfig fields that set the budget (n_train, epochs, batch_size, model).
+        accuracy: the ID test accuracy reached.
+        command: how it was measured (machine and date included).
+    """
+
+    dist: str
+    mode: str
+    loss: str
+    budget: Mapping[str, Any]
+    accuracy: float
+    command: str
+
+
+BUDGET_KEYS = ("n_train", "epochs", "batch_size", "model")
+#: Measurements on the 2-core CPU, 2026-12-01 (the calibration log of the redundant pairs).
+MEASURED: tuple[Measurement, ...] = ()
+
+
+def low_availability_notes(
+    study: StudySpec, measured: Sequence[Measurement] | None = None
+) -> list[str]:
+    """One sentence per predictive mode of a training distribution that was measured to reach
+    less than ``LOW_AVAILABILITY`` ID accuracy alone at the study's budget.
+
+    Modes never measured at this budget get no sentence (nothing is known).
+
+    Args:
+        study: the study (expanded, for sweeps: a point keeps its base distribution's name).
+        measured: the measurements (default: ``MEASURED``).
+    """
+    from nodulelearn.datasets import load_spec
+
+    measured = MEASURED if measured is None else measured
+    budget = {k: study.budget.get(k) for k in BUDGET_KEYS}
+    notes = []
+    for entry in study.train:
+        ref = entry.dist
+        try:
+            spec = load_spec(ref)
+        except (OSError, ValueError):
+            continue
+        name = spec.name
+        for m in measured:
+            if m.dist != name or {k: m.budget.get(k) for k in BUDGET_KEYS} != budget:
+                continue
+            if m.accuracy < LOW_AVAILABILITY and spec.modes[m.mode].alignment != 0:
+                notes.append(
+                    f"In `{entry.id}` ({name}), the mode {m.mode} alone reaches only "
+                    f"{m.accuracy:.3f} ID accuracy with {m.loss} at this budget (measured: "
+                    f"{m.command}): below {LOW_AVAILABILITY}, so a model can hardly learn it and "
+                    "no loss can be shown to prefer it. Raise the budget or the mode's visibility."
+                )
+    return notes
+
+
+def availability_notes_markdown(study: StudySpec) -> str:
+    """The ``low_availability_notes`` as a summary.md section (``""`` when there are none)."""
+    notes = low_availability_notes(study)
+    if not notes:
+        return ""
+    return "\n## Availability warning\n\n" + "".join(f"- {note}\n" for note in notes)

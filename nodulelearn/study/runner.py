@@ -32,6 +32,7 @@ from typing import Any
 from nodulelearn.atomic_files import to_jsonable, write_json_atomic
 from nodulelearn.locks import LOCK_FILE, LockedError, hold_lock
 from nodulelearn.study import records
+from nodulelearn.study.availability import low_availability_notes
 from nodulelearn.study.plan import Run, plan_runs, shard_runs, train_config_fields
 from nodulelearn.study.spec import StudyError, StudySpec
 from nodulelearn.study.sweep import expand_study
@@ -428,6 +429,8 @@ def run_study(
 
 def _run_shard(study, out_dir, shard, overwrite, train_fn, sensitivity_fn) -> list[RunOutcome]:
     study = expand_study(study, out_dir)  # a sweep's points, each with its spec files
+    for note in low_availability_notes(study):
+        log.warning(note)
     runs: Sequence[Run] = shard_runs(plan_runs(study), *shard)
     if overwrite:
         pending = {r.id for r in runs}

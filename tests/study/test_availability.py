@@ -5,7 +5,14 @@ import json
 
 import pytest
 
-from nodulelearn.study import StudyError, aggregate_study, load_study, run_study, validate_study
+from nodulelearn.study import (
+    StudyError,
+    aggregate_study,
+    availability,
+    load_study,
+    run_study,
+    validate_study,
+)
 from nodulelearn.study.availability import curve_auc, predictive_mode, val_curve
 
 ONLY = """\
@@ -131,3 +138,30 @@ def test_other_studies_write_no_availability_table(tmp_path, fake_stages, tiny_s
     run_study(study, out, train_fn=stages.train, sensitivity_fn=stages.sensitivity)
     aggregate_study(study, out)
     assert not (out / "availability.csv").exists()
+
+
+def test_a_mode_measured_below_0_9_alone_is_named_in_the_log_and_summary(
+    tmp_path, fake_stages, tiny_study_files, monkeypatch, caplog
+):
+    study = validate_study(load_study(str(tiny_study_files(tmp_path / "spec", seeds=(0,)))))
+    budget = {"n_train": None, "epochs": None, "batch_size": None, "model": None}
+
+    def measured(accuracy, **changes):
+        fields = {"dist": "tiny_train", "mode": "margin", "loss": "ce", "budget": budget,
+                  "accuracy": accuracy, "command": "bin/train ... (test)", **changes}
+        return availability.Measurement(**fields)
+
+    (note,) = availability.low_availability_notes(study, [measured(0.61), measured(0.97)])
+    assert "margin alone reaches only 0.610" in note and "`tiny`" in note
+    assert availability.low_availability_notes(study, [measured(0.61, budget={"n_train": 8})]) == []
+    assert availability.low_availability_notes(study, [measured(0.61, dist="other")]) == []
+    assert availability.low_availability_notes(study, [measured(0.61, mode="noise")]) == []
+    monkeypatch.setattr(availability, "MEASURED", (measured(0.55),))
+    stages = fake_stages()
+    out = tmp_path / "out"
+    with caplog.at_level("WARNING"):
+        run_study(study, out, train_fn=stages.train, sensitivity_fn=stages.sensitivity)
+    assert "margin alone reaches only 0.550" in caplog.text
+    aggregate_study(study, out)
+    summary = (out / "summary.md").read_text()
+    assert "## Availability warning" in summary and "margin alone reaches only 0.550" in summary
