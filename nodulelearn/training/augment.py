@@ -22,11 +22,12 @@ import tensorflow as tf
 
 from nodulelearn.params import parse_entry
 from nodulelearn.registry import Registry
+from nodulelearn.training.config import DEFAULT_AUGMENT
+
+__all__ = ["AUGMENTATIONS", "DEFAULT_AUGMENT", "build_augment", "parse_augment"]
 
 AUGMENTATIONS = Registry("augmentation", numbers_only=True)
 
-#: The default view pipeline (order matters: geometry first, then intensities).
-DEFAULT_AUGMENT = ("flip", "rot90", "translate", "intensity", "noise")
 
 AugmentFn = Callable[[tf.Tensor, tf.Tensor], tf.Tensor]
 

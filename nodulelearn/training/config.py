@@ -12,11 +12,15 @@ from collections.abc import Mapping
 from typing import Any
 
 from nodulelearn.params import parse_params
-from nodulelearn.training.augment import DEFAULT_AUGMENT, build_augment
 
-__all__ = ["SMOKE_DEFAULTS", "STRATEGIES", "TrainConfig", "parse_params", "resolve_config"]
+__all__ = ["DEFAULT_AUGMENT", "SMOKE_DEFAULTS", "STRATEGIES", "TrainConfig", "parse_params",
+           "resolve_config"]
 
 STRATEGIES = ("default", "mirrored", "multi_worker")
+
+#: The default view pipeline (``nodulelearn.training.augment``; order matters: geometry first,
+#: then intensities). Here, so that the config and ``--help`` need no TensorFlow.
+DEFAULT_AUGMENT = ("flip", "rot90", "translate", "intensity", "noise")
 
 #: ``--smoke``: a seconds-long run for tests and first tries (explicit values still win); each
 #: protocol adds its own (``Protocol.smoke_defaults``).
@@ -93,6 +97,7 @@ def resolve_config(config: TrainConfig) -> TrainConfig:
     """
     from nodulelearn import losses, models
     from nodulelearn.datasets import load_spec
+    from nodulelearn.training.augment import build_augment
     from nodulelearn.training.protocols import PROTOCOLS, losses_of, protocol_for
 
     if config.loss_module:

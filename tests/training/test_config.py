@@ -67,3 +67,27 @@ def test_parse_params():
     assert parse_params("") == {}
     with pytest.raises(ValueError, match="Expected key=value"):
         parse_params("temperature")
+
+
+def test_the_config_and_its_names_import_no_tensorflow():
+    """bin/train's flags (STRATEGIES, the config) are defined without importing TensorFlow."""
+    import subprocess
+    import sys
+
+    script = ("import sys; from nodulelearn.training import STRATEGIES, TrainConfig; "
+              "TrainConfig(loss='ce').to_dict(); "
+              "print(sorted(m for m in ('keras', 'tensorflow') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
+
+
+def test_training_train_stays_the_function_when_its_module_is_imported():
+    import types
+
+    import nodulelearn.training
+    import nodulelearn.training.train  # noqa: F401 (the submodule of the same name)
+    from nodulelearn.training import train
+
+    assert isinstance(train, types.FunctionType) and nodulelearn.training.train is train
