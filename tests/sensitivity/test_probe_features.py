@@ -39,9 +39,11 @@ def test_bin_on_a_model_file_writes_every_output(tmp_path, spec_path, make_run_d
         assert mode in proc.stdout
     assert "baseline accuracy" in proc.stdout
     assert sorted(os.listdir(out)) == [
-        "partial_dependence.json", "partial_dependence.png", "saliency.png",
+        "partial_dependence.json", "partial_dependence.png", "report.html", "saliency.png",
         "sensitivity.csv", "sensitivity.json", "sensitivity.png",
     ]
+    page = (out / "report.html").read_text()
+    assert "sensitivity.csv" in page and "nuisance" in page
     _no_temporary_files(out)
     result = json.loads((out / "sensitivity.json").read_text())
     assert {"accuracy", "auc", "n"} <= set(result["baseline"])

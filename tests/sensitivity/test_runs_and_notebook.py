@@ -95,7 +95,9 @@ def test_bin_on_a_foreign_model_and_its_encoder(tmp_path, spec_path, fixed_noise
                   f"--out={out}")
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert {"decodability.json", "encoding.png", "recoverability.json", "recoverability.csv",
-            "sensitivity.json"} <= set(os.listdir(out))
+            "sensitivity.json", "report.html"} <= set(os.listdir(out))
+    page = (out / "report.html").read_text()
+    assert "decodability.json" in page and "retrained_accuracy" in page
     encoding = json.loads((out / "decodability.json").read_text())
     # --model: the decorrelated version of the first --dist.
     assert encoding["distribution"] == "sensitivity_test_independent"
