@@ -166,3 +166,23 @@ def test_no_name_is_both_a_module_and_a_function():
         assert value is module, f"nodulelearn.sensitivity.{info.name} is {value!r}"
     for name in ("decodability", "partial_dependence", "saliency", "recoverability"):
         assert callable(getattr(package, name)) and name in package.__all__
+
+
+def test_encoding_dist_overrides_the_distribution_as_given(tmp_path, spec_path,
+                                                           fixed_noise_spec_path, make_run_dir):
+    from nodulelearn.sensitivity import load_run, probe_dists
+
+    run = load_run(make_run_dir("run", [spec_path]))
+    small = dict(n=24, repeats=1, seed=0, bootstrap=10, partial_dependence_n=0,
+                 saliency_per_class=0)
+    results = probe_dists(run.model, [spec_path], str(tmp_path / "o"), encoder=run.encoder,
+                          encoding_dist=fixed_noise_spec_path, encoding_n=30, **small)
+    # As given: not decorrelated (its name and its pinned noise are kept).
+    assert results.encoding["distribution"] == "fixed_noise"
+    noise = {r["mode"]: r for r in results.encoding["modes"]}["noise"]
+    assert noise["varies"] is False and noise["normalized"] is None
+    assert results.recoverability is None
+    with pytest.raises(ModelLoadError, match="--encoder"):
+        probe_dists(run.model, [spec_path], str(tmp_path / "p"),
+                    encoding_dist=fixed_noise_spec_path, **small)
+    assert not (tmp_path / "p").exists()  # refused before any work
