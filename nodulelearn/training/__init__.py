@@ -16,6 +16,7 @@ from nodulelearn.lazy import lazy_attributes
 #: Every public name and the module that defines it.
 EXPORTS: dict[str, str] = {
     "set_determinism": "nodulelearn.determinism",
+    "DeterminismError": "nodulelearn.determinism",
     "RunDirectory": "nodulelearn.run_dir",
     "RunDirectoryError": "nodulelearn.run_dir",
     "TrainedRun": "nodulelearn.run_dir",

@@ -15,6 +15,7 @@ import numpy as np
 
 from nodulelearn.atomic_files import atomic_path
 from nodulelearn.datasets import spec_at_image_size
+from nodulelearn.determinism import require_determinism
 from nodulelearn.locks import hold_lock
 from nodulelearn.run_dir import (
     BACKUP,
@@ -53,7 +54,8 @@ def train(
 
     The data follow ``config.seed``; process-wide seeds and deterministic ops (``--deterministic``)
     are the caller's: call ``nodulelearn.training.set_determinism(config.seed,
-    config.deterministic)`` first, as ``bin/train`` and the study runner do.
+    config.deterministic)`` first, as ``bin/train`` and the study runner do. With
+    ``config.deterministic`` and no such call, ``DeterminismError`` is raised before any work.
 
     Args:
         config: the run's config (unset fields take the defaults of the loss' protocol).
@@ -73,12 +75,15 @@ def train(
         TrainingDivergedError: the loss became NaN / infinite or the weights exploded.
         OSError: ``run_dir`` is not a directory, not writable, or the disk is full.
         ValueError / UnknownNameError: invalid config (see ``resolve_config``).
+        DeterminismError: ``config.deterministic`` without ``set_determinism(config.seed)``.
 
     On any failure after the directory was claimed, ``status.json`` says ``failed`` (or
     ``interrupted``) and why; the backups stay, and re-running resumes.
     """
     strategy = make_strategy(config.strategy)  # First: multi-worker needs it before other ops.
     config = resolve_config(config)
+    if config.deterministic:
+        require_determinism(config.seed)  # set by the caller; never silently non-deterministic
     index, _, is_chief = worker_info(strategy)
     record = {**config.to_dict(), "out_dir": str(run_dir), "overwrite": overwrite,
               "environment": environment()}
