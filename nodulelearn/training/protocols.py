@@ -225,5 +225,3 @@ PRETRAIN_PROBE = register_protocol(Protocol(
     name="pretrain_probe", run=_pretrain_probe, consumes=("embeddings", "views"), views=2,
     class_balanced=True, epochs={"pretrain": "epochs", "probe": "probe_epochs"},
     defaults=dict(_BUDGET, epochs=12, probe_epochs=30), smoke_defaults=dict(probe_epochs=1)))
-#: Views per sample in the pretraining phase.
-PRETRAIN_VIEWS = PRETRAIN_PROBE.views
