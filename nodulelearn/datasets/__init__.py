@@ -13,9 +13,10 @@ from nodulelearn.datasets.modes import (
     RENDER_VISIBILITY_MODES,
     Mode,
     get_mode,
+    mode_grid,
 )
 from nodulelearn.datasets.pipeline import make_dataset
-from nodulelearn.datasets.render import render, render_factors
+from nodulelearn.datasets.render import BatchRenderer, render, render_factors
 from nodulelearn.datasets.sampling import Factors, sample_factors
 from nodulelearn.datasets.spec import (
     DistributionSpec,
@@ -35,12 +36,12 @@ from nodulelearn.datasets.spec_paths import (
 from nodulelearn.datasets.tfrecords import read_tfrecords, write_tfrecords
 
 __all__ = [
-    "MODES", "MODE_NAMES", "RENDER_VISIBILITY_MODES", "Mode", "get_mode",
+    "MODES", "MODE_NAMES", "RENDER_VISIBILITY_MODES", "Mode", "get_mode", "mode_grid",
     "DistributionSpec", "ModeSpec", "SpecError", "load_spec", "preset_names",
     "spec_at_image_size", "spec_from_dict",
     "set_spec_field", "get_spec_field", "sweepable_paths", "decorrelated",
     "Factors", "sample_factors",
-    "render", "render_factors",
+    "render", "render_factors", "BatchRenderer",
     "make_dataset",
     "check_dataset_fits_memory", "dataset_bytes",
     "write_tfrecords", "read_tfrecords",

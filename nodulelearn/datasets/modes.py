@@ -28,6 +28,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Literal
 
+import numpy as np
+
 Kind = Literal["categorical", "continuous", "count"]
 
 
@@ -235,3 +237,27 @@ def get_mode(name: str) -> Mode:
         raise ValueError(
             f"Unknown mode {name!r}. Valid modes: {', '.join(MODE_NAMES)}."
         ) from None
+
+
+GRID_POINTS = 9
+
+
+def mode_grid(mode: str, points: int = GRID_POINTS) -> np.ndarray:
+    """Values that sweep ``mode`` across its whole domain, in the internal float encoding.
+
+    The one grid of the package: the preview sheet's rows and the sensitivity analysis's
+    partial-dependence curves both use it. Categorical modes: every category; counts: every
+    integer of the domain; continuous modes: ``points`` evenly spaced values from the low to
+    the high end of the domain.
+
+    Returns:
+        float32 ``[G]``.
+    """
+    info = get_mode(mode)
+    if isinstance(points, bool) or not isinstance(points, (int, np.integer)) or points < 2:
+        raise ValueError(f"Invalid value for argument `points`. Expected an integer >= 2. "
+                         f"Received: points={points!r}")
+    low, high = info.domain
+    if info.is_categorical or info.kind == "count":
+        return np.arange(int(round(low)), int(round(high)) + 1, dtype=np.float32)
+    return np.linspace(low, high, points, dtype=np.float32)

@@ -19,7 +19,7 @@ import numpy as np
 from matplotlib.figure import Figure  # not pyplot: no backend is chosen or switched
 
 from nodulelearn.atomic_files import write_bytes_atomic
-from nodulelearn.datasets.modes import MODE_NAMES, MODES
+from nodulelearn.datasets.modes import MODE_NAMES, MODES, mode_grid
 from nodulelearn.datasets.render import render, render_factors
 from nodulelearn.datasets.sampling import sample_factors
 from nodulelearn.datasets.spec import DistributionSpec
@@ -40,17 +40,9 @@ _LABEL_COLOURS = {0: "tab:blue", 1: "tab:red"}
 
 
 def sweep_values(mode: str, steps: int = SWEEP_STEPS) -> list[float]:
-    """The values a mode's row shows: every category, or ``steps`` values across the domain."""
-    info = MODES[mode]
-    if info.is_categorical:
-        return [float(i) for i in range(len(info.categories))]
-    low, high = info.domain
-    if info.kind == "count" and high - low < 2 * steps:
-        return [float(v) for v in range(int(low), int(high) + 1)]
-    values = np.linspace(low, high, steps)
-    if info.kind == "count":
-        values = np.unique(np.round(values))
-    return [float(v) for v in values]
+    """The values a mode's row shows: ``mode_grid`` (every category or integer, or ``steps``
+    values across the domain)."""
+    return [float(v) for v in mode_grid(mode, steps)]
 
 
 def render_mode_sweeps(

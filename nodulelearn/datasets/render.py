@@ -20,7 +20,7 @@ nothing else. The computation is a chain of four small XLA computations, compile
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import numpy as np
 import tensorflow as tf
@@ -250,29 +250,93 @@ def nodule_region(
     return _renderer(*geometry)[1](tensors, seeds)
 
 
+MIN_PADDED_BATCH = 64
+
+
+class BatchRenderer:
+    """Renders ``Factors`` batch by batch and applies a function to each batch of images.
+
+    The one batch renderer of nodulelearn (``render_factors``, the sensitivity analysis's
+    predictions and embeddings all use it). ``render`` is XLA-compiled per batch shape (a second
+    or more each time), and callers render subsets of every size, so a short batch is padded
+    (repeating its last sample) up to the next power of two, at least ``MIN_PADDED_BATCH`` and
+    at most ``batch_size``: only a handful of shapes are ever compiled. Each image depends only
+    on its own factors and seed, so padding changes no image. The images are drawn with the
+    factors' ``visibility``.
+
+    Args:
+        image_size: side of the rendered images, pixels.
+        pixel_spacing_mm: pixel spacing of the rendered images.
+        fn: ``images [B, H, W, 1] float32 -> tensor [B, ...]`` (e.g. a Keras model), traced
+            once as a ``tf.function`` with an open batch dimension; ``None``: the images.
+        batch_size: images rendered (and passed to ``fn``) at once.
+    """
+
+    def __init__(
+        self,
+        *,
+        image_size: int,
+        pixel_spacing_mm: float,
+        fn: Callable[[tf.Tensor], tf.Tensor] | None = None,
+        batch_size: int = 256,
+    ):
+        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or (
+                batch_size < 1):
+            raise ValueError(f"Invalid value for argument `batch_size`. Expected a positive int. "
+                             f"Received: batch_size={batch_size!r}")
+        self.image_size = int(image_size)
+        self.pixel_spacing_mm = float(pixel_spacing_mm)
+        self.batch_size = int(batch_size)
+        if fn is None:
+            self._fn = None
+        else:
+            signature = [tf.TensorSpec([None, self.image_size, self.image_size, 1], tf.float32)]
+            self._fn = tf.function(fn, input_signature=signature)
+
+    @classmethod
+    def for_spec(cls, spec, **kwargs) -> BatchRenderer:
+        """A renderer with the geometry of ``spec`` (a ``DistributionSpec``)."""
+        return cls(image_size=spec.image_size, pixel_spacing_mm=spec.pixel_spacing_mm, **kwargs)
+
+    def padded_size(self, count: int) -> int:
+        """The batch shape a batch of ``count`` samples is rendered at."""
+        return min(self.batch_size, max(MIN_PADDED_BATCH, 1 << max(count - 1, 0).bit_length()))
+
+    def apply(self, factors) -> np.ndarray:
+        """Renders ``factors`` (a ``Factors``); returns ``fn``'s outputs (or the images) stacked.
+
+        Returns:
+            ``[n, ...]`` numpy; float32 ``[n, H, W, 1]`` images without ``fn``.
+        """
+        n = len(factors.noise_seeds)
+        visibility = getattr(factors, "visibility", None)
+        outputs = []
+        for start in range(0, n, self.batch_size):
+            stop = min(start + self.batch_size, n)
+            rows = np.arange(start, start + self.padded_size(stop - start)).clip(max=stop - 1)
+            values = {m: tf.constant(np.asarray(factors.values[m], np.float32)[rows])
+                      for m in MODE_NAMES}
+            seeds = tf.constant(np.asarray(factors.noise_seeds, np.int32)[rows])
+            images = render(values, seeds, image_size=self.image_size,
+                            pixel_spacing_mm=self.pixel_spacing_mm, visibility=visibility)
+            result = images if self._fn is None else self._fn(images)
+            outputs.append(result.numpy()[: stop - start])
+        if not outputs:
+            if self._fn is None:
+                return np.zeros((0, self.image_size, self.image_size, 1), np.float32)
+            return np.zeros((0,), np.float32)
+        return np.concatenate(outputs, axis=0)
+
+
 def render_factors(factors, spec, batch_size: int = 256) -> np.ndarray:
-    """Renders sampled factors in batches.
+    """Renders sampled factors (with their visibility) at the geometry of ``spec``.
 
     Args:
         factors: a ``Factors`` (``.values`` dict of float32 ``[n]``, ``.noise_seeds`` ``[n, 2]``).
         spec: a ``DistributionSpec`` (``.image_size``, ``.pixel_spacing_mm``).
-        batch_size: samples per rendering call; the last batch is padded to this size so that
-            one compiled graph serves every call (images do not depend on the batch).
+        batch_size: samples per rendering call (see ``BatchRenderer`` for the padding).
 
     Returns:
         float32 ``[n, H, W, 1]``.
     """
-    if batch_size < 1:
-        raise ValueError(f"Invalid batch_size. Expected a positive int. Received: {batch_size}")
-    n = len(factors.noise_seeds)
-    size = int(spec.image_size)
-    out = np.empty((n, size, size, 1), np.float32)
-    for start in range(0, n, batch_size):
-        stop = min(start + batch_size, n)
-        take = np.arange(start, start + batch_size).clip(max=n - 1)
-        values = {m: np.asarray(factors.values[m], np.float32)[take] for m in MODE_NAMES}
-        seeds = np.asarray(factors.noise_seeds, np.int32)[take]
-        images = render(values, seeds, image_size=size, pixel_spacing_mm=spec.pixel_spacing_mm,
-                        visibility=factors.visibility)
-        out[start:stop] = images.numpy()[: stop - start]
-    return out
+    return BatchRenderer.for_spec(spec, batch_size=batch_size).apply(factors)

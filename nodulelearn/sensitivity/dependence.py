@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from nodulelearn.datasets import MODE_NAMES, get_mode
+from nodulelearn.datasets import mode_grid as datasets_mode_grid
 from nodulelearn.sensitivity.permutation import mode_varies
 
 CONTINUOUS_POINTS = 9
@@ -23,11 +24,7 @@ def mode_grid(mode: str, points: int = CONTINUOUS_POINTS) -> tuple[np.ndarray, l
     ``points`` evenly spaced values from the low to the high end of the domain.
     """
     info = get_mode(mode)
-    low, high = info.domain
-    if info.is_categorical or info.kind == "count":
-        grid = np.arange(int(round(low)), int(round(high)) + 1, dtype=np.float32)
-    else:
-        grid = np.linspace(low, high, points, dtype=np.float32)
+    grid = datasets_mode_grid(mode, points)  # the package's one mode grid
     return grid, [info.format_value(float(v)) for v in grid]
 
 
