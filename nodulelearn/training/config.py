@@ -24,6 +24,9 @@ DEFAULT_AUGMENT = ("flip", "rot90", "translate", "intensity", "noise")
 
 #: ``--smoke``: a seconds-long run for tests and first tries (explicit values still win); each
 #: protocol adds its own (``Protocol.smoke_defaults``).
+#: How error messages name a phase.
+_PHASE_NAMES = {"probe": "linear-probe"}
+
 SMOKE_DEFAULTS: dict[str, Any] = dict(n_train=64, n_val=32, n_test=64, epochs=1, batch_size=32,
                                       image_size=32)
 
@@ -111,11 +114,13 @@ def resolve_config(config: TrainConfig) -> TrainConfig:
     for field in sorted(phase_fields - set(protocol.epochs.values())):
         if getattr(config, field):
             users = [p for p in PROTOCOLS if PROTOCOLS.get(p).uses(field)]
+            phase = next(ph for ph, f in PROTOCOLS.get(users[0]).epochs.items() if f == field)
             raise ValueError(
-                f"The loss {config.loss!r} trains under protocol {protocol.name}, whose phases "
-                f"({', '.join(protocol.phases)}) do not use {field}; it applies only to losses "
-                f"of protocol {' or '.join(users)}. Received: {field}={getattr(config, field)}. "
-                f"Drop --{field} or choose one of the losses "
+                f"The loss {config.loss!r} trains under protocol {protocol.name}, which has no "
+                f"{_PHASE_NAMES.get(phase, phase)} phase (its phases: "
+                f"{', '.join(protocol.phases)}); {field} applies only to losses of protocol "
+                f"{' or '.join(users)}. Received: {field}={getattr(config, field)}. Drop "
+                f"--{field} or choose one of the losses "
                 f"{', '.join(n for p in users for n in losses_of(p))}.")
     defaults = dict(protocol.defaults)
     if config.smoke:

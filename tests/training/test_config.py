@@ -38,7 +38,8 @@ def test_resolved_config_round_trips_through_a_dict():
 
 
 def test_probe_epochs_with_an_end_to_end_loss_is_a_clear_error():
-    with pytest.raises(ValueError, match=r"phases \(train\) do not use probe_epochs.*supcon"):
+    with pytest.raises(ValueError, match=r"no linear-probe phase \(its phases: train\); "
+                                         r"probe_epochs applies only.*supcon"):
         resolve_config(TrainConfig(loss="ce", probe_epochs=5))
 
 
