@@ -9,21 +9,13 @@ from __future__ import annotations
 
 import numbers
 import os
-from collections.abc import Callable
 
 import tensorflow as tf
 
 from nodulelearn.datasets.modes import MODE_NAMES
 from nodulelearn.datasets.render import render
-from nodulelearn.datasets.sampling import (
-    AUGMENT_STREAM,
-    hash_bits_tf,
-    sample_factors_tf,
-    stream_key,
-)
+from nodulelearn.datasets.sampling import sample_factors_tf
 from nodulelearn.datasets.spec import DistributionSpec, load_spec
-
-Augment = Callable[[tf.Tensor, tf.Tensor], tf.Tensor]
 
 
 def make_dataset(
@@ -31,26 +23,23 @@ def make_dataset(
     n: int,
     seed: int,
     batch_size: int,
-    views: int = 1,
     *,
     with_factors: bool = False,
-    augment: Augment | None = None,
     class_balanced: bool = False,
     start: int = 0,
     drop_remainder: bool = False,
 ) -> tf.data.Dataset:
     """A batched, prefetching, deterministic dataset of samples ``start .. start + n - 1``.
 
+    The images are the distribution's, unaugmented: views and augmentation belong to
+    training's per-epoch stream (``nodulelearn.training.data``), their one place.
+
     Args:
         spec: the distribution (a ``DistributionSpec``, preset name or path to a TOML file).
         n: number of samples.
         seed: integer seed; with ``spec`` it determines every image and label.
         batch_size: samples per batch.
-        views: 1 for images ``[B, H, W, 1]``; V > 1 for ``[B, V, H, W, 1]``.
         with_factors: also yield ``{mode: float32 [B], "index": int64 [B]}``.
-        augment: ``None`` or ``f(images [B, H, W, 1], seed int32 [2]) -> images``, applied per view
-            with a stateless seed derived from ``(seed, batch number, view)``. With ``views > 1``
-            and no ``augment`` the views are identical.
         class_balanced: labels alternate 0, 1, 0, 1 by sample index, so every batch of two or
             more holds both classes (``malignant_fraction`` is then unused).
         start: global index of the first sample (disjoint splits: different ``start``s or seeds).
@@ -61,15 +50,11 @@ def make_dataset(
         images float32 in [0, 1], labels int32 ``[B]``.
     """
     spec = load_spec(spec)
-    for arg, value, minimum in (("n", n, 0), ("batch_size", batch_size, 1), ("views", views, 1),
-                                ("start", start, 0)):
+    for arg, value, minimum in (("n", n, 0), ("batch_size", batch_size, 1), ("start", start, 0)):
         if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
             raise ValueError(f"Invalid value for argument `{arg}`. Expected an integer >= "
                              f"{minimum}. Received: {arg}={value!r}")
-    if augment is not None and not callable(augment):
-        raise TypeError(f"Expected `augment` to be None or a callable. Received: {augment!r}")
-    n, batch_size, views, start = int(n), int(batch_size), int(views), int(start)
-    augment_keys = [stream_key(seed, AUGMENT_STREAM + 1000 * view) for view in range(views)]
+    n, batch_size, start = int(n), int(batch_size), int(start)
 
     def make_batch(index: tf.Tensor):
         labels = tf.cast(index % 2, tf.int32) if class_balanced else None
@@ -77,8 +62,6 @@ def make_dataset(
         images = render(values, noise_seeds, image_size=spec.image_size,
                         pixel_spacing_mm=spec.pixel_spacing_mm,
                         visibility=spec.render_visibility())
-        batch_number = (index[0] - start) // batch_size
-        images = _make_views(images, views, augment, augment_keys, batch_number)
         if not with_factors:
             return images, labels
         factors = {m: values[m] for m in MODE_NAMES}
@@ -92,14 +75,3 @@ def make_dataset(
     options.deterministic = True
     return ds.with_options(options)
 
-
-def _make_views(images, views, augment, augment_keys, batch_number):
-    """``views == 1``: augmented images ``[B, H, W, 1]``; else ``[B, V, H, W, 1]``."""
-    if augment is None:
-        return images if views == 1 else tf.stack([images] * views, axis=1)
-    outputs = []
-    for key in augment_keys:
-        bits = hash_bits_tf(key, tf.reshape(batch_number, [1]))[0]
-        seed = tf.bitcast(bits, tf.int32)  # two int32 halves: a stateless seed [2]
-        outputs.append(augment(images, seed))
-    return outputs[0] if views == 1 else tf.stack(outputs, axis=1)

@@ -29,7 +29,7 @@ _MIX2 = 0x94D049BB133111EB
 # Stream ids. Fixed per mode name (not per position in a spec) so streams never shift.
 LABEL_STREAM = 1
 NOISE_STREAM = 2
-AUGMENT_STREAM = 3
+AUGMENT_STREAM = 3  # reserved (was make_dataset's augmentation); never reuse a stream id
 _MODE_STREAM_BASE = 16
 
 
@@ -106,6 +106,8 @@ class Factors:
     def subset(self, indices: Sequence[int] | np.ndarray) -> Factors:
         """The samples at positions ``indices`` (positions in this object, not global indices)."""
         idx = np.asarray(indices)
+        if idx.size == 0:
+            idx = idx.astype(np.int64)  # an empty list is float64 to numpy
         return Factors(
             labels=self.labels[idx],
             values={m: v[idx] for m, v in self.values.items()},

@@ -1,4 +1,4 @@
-"""make_dataset: element structure, determinism, agreement with sample_factors, views, balance."""
+"""make_dataset: element structure, determinism, agreement with sample_factors, balance."""
 
 import dataclasses
 
@@ -64,31 +64,12 @@ def test_spec_path_batch_count_and_drop_remainder(tmp_path):
     assert make_dataset(path, 10, seed=0, batch_size=4).cardinality() == 3
 
 
-def test_views_without_augment_are_identical(spec):
-    images, _ = next(iter(make_dataset(spec, 4, seed=0, batch_size=4, views=3)))
-    assert images.shape == (4, 3, 32, 32, 1)
-    np.testing.assert_array_equal(images[:, 0], images[:, 2])
+def test_no_second_augmentation_path():
+    """Views and augmentation live in training's per-epoch stream only."""
+    import inspect
 
-
-def test_augment_gets_a_distinct_stateless_seed_per_view_and_batch(spec):
-    def augment(images, seed):
-        assert seed.dtype == tf.int32 and seed.shape == (2,)
-        noise = tf.random.stateless_uniform(tf.shape(images), seed)
-        return images + noise
-
-    def run():
-        ds = make_dataset(spec, 8, seed=3, batch_size=4, views=2, augment=augment)
-        return [b[0].numpy() for b in ds]
-
-    batches = run()
-    assert batches[0].shape == (4, 2, 32, 32, 1)
-    for batch in batches:
-        assert not np.allclose(batch[:, 0], batch[:, 1])  # the two views differ
-    assert not np.allclose(batches[0][:, 0] - batches[1][:, 0], 0.0)
-    for a, b in zip(batches, run(), strict=True):
-        np.testing.assert_array_equal(a, b)  # same seed -> same augmentations
-    single = next(iter(make_dataset(spec, 4, seed=3, batch_size=4, augment=augment)))[0]
-    np.testing.assert_array_equal(single.numpy(), batches[0][:, 0])
+    parameters = inspect.signature(make_dataset).parameters
+    assert "views" not in parameters and "augment" not in parameters
 
 
 def test_class_balanced_batches_hold_both_classes(spec):
@@ -100,8 +81,8 @@ def test_class_balanced_batches_hold_both_classes(spec):
 
 
 @pytest.mark.parametrize("kwargs, match", [
-    (dict(n=-1), "`n`"), (dict(batch_size=0), "`batch_size`"), (dict(views=0), "`views`"),
-    (dict(augment="flip"), "`augment`"),
+    (dict(n=-1), "`n`"), (dict(batch_size=0), "`batch_size`"), (dict(start=-2), "`start`"),
+    (dict(views=2), "views"),
 ])
 def test_invalid_arguments(spec, kwargs, match):
     args = dict(n=4, seed=0, batch_size=2) | kwargs

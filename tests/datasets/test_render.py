@@ -8,7 +8,9 @@ import pytest
 import tensorflow as tf
 
 from nodulelearn.datasets import (
+    BatchRenderer,
     load_spec,
+    mode_grid,
     preset_names,
     render,
     render_factors,
@@ -312,3 +314,33 @@ def test_render_factors_uses_the_factors_visibility():
     np.testing.assert_allclose(render_factors(factors, spec, batch_size=B),
                                render_factors(smooth, spec, batch_size=B), rtol=0, atol=1e-5)
     assert factors.subset([0, 1]).visibility == factors.visibility
+
+
+def test_batch_renderer_pads_to_few_shapes_and_applies_fn():
+    spec = dataclasses.replace(load_spec("clinical"), **GEOMETRY)
+    factors = sample_factors(spec, 11, seed=3)
+    renderer = BatchRenderer.for_spec(spec, batch_size=B)
+    assert [renderer.padded_size(k) for k in (1, 3, 8)] == [B, B, B]
+    assert [BatchRenderer(batch_size=256, **GEOMETRY).padded_size(k) for k in (1, 65, 200)] == [
+        64, 128, 256]
+    images = renderer.apply(factors)
+    np.testing.assert_array_equal(images, render_factors(factors, spec, batch_size=B))
+    means = BatchRenderer.for_spec(spec, batch_size=B, fn=lambda x: tf.reduce_mean(
+        x, axis=[1, 2, 3])).apply(factors)
+    np.testing.assert_allclose(means, images.mean(axis=(1, 2, 3)), rtol=1e-5)
+    assert renderer.apply(factors.subset([])).shape == (0, SIZE, SIZE, 1)
+    with pytest.raises(ValueError, match=r"`batch_size`.*Received: batch_size=0"):
+        BatchRenderer(batch_size=0, **GEOMETRY)
+
+
+def test_mode_grid_covers_each_domain():
+    assert mode_grid("margin").tolist() == [0.0, 1.0, 2.0]
+    assert mode_grid("calcification").tolist() == [0.0, 1.0]
+    assert mode_grid("vessels").tolist() == [float(k) for k in range(7)]
+    size = mode_grid("size", 6)
+    assert size.dtype == np.float32 and len(size) == 6
+    assert (size[0], size[-1]) == MODES["size"].domain
+    with pytest.raises(ValueError, match="Valid modes"):
+        mode_grid("shape")
+    with pytest.raises(ValueError, match="`points`"):
+        mode_grid("size", 1)
