@@ -1,6 +1,7 @@
 """Tests of the renderer: contract, purity (counterfactuals, batch independence) and looks."""
 
 import dataclasses
+import json
 from pathlib import Path
 
 import numpy as np
@@ -11,12 +12,12 @@ from nodulelearn.datasets import (
     BatchRenderer,
     load_spec,
     mode_grid,
-    preset_names,
     render,
     render_factors,
     sample_factors,
     set_spec_field,
     spec_at_image_size,
+    spec_from_dict,
 )
 from nodulelearn.datasets.modes import MODE_NAMES, MODES, RENDER_VISIBILITY_MODES
 from nodulelearn.datasets.render import (
@@ -250,14 +251,22 @@ def test_bad_input_is_named():
 # --- visibility ------------------------------------------------------------------------------
 
 REFERENCE = Path(__file__).with_name("fixtures") / "render_reference.npz"
+REFERENCE_PRESETS = sorted({key.split("/")[0] for key in np.load(REFERENCE).files})
 
 
-@pytest.mark.parametrize("name", preset_names())
+def test_the_reference_holds_the_presets_of_its_time():
+    assert len(REFERENCE_PRESETS) == 31 and {"clinical", "margin_size"} <= set(REFERENCE_PRESETS)
+
+
+@pytest.mark.parametrize("name", REFERENCE_PRESETS)
 def test_default_visibility_reproduces_the_reference_renders(name):
-    """Renders of every preset made before visibility existed (fixtures/make_render_reference.py)
-    are reproduced by the default visibility, also when it is passed explicitly as 1."""
+    """Renders of every preset made before visibility existed (fixtures/make_render_reference.py,
+    with the specs of that time) are reproduced by the default visibility, also when it is
+    passed explicitly as 1."""
     reference = np.load(REFERENCE)
-    spec = spec_at_image_size(load_spec(name), SIZE)
+    spec = spec_from_dict(json.loads(str(reference[f"{name}/spec"])))
+    assert all(m.visibility == 1.0 for m in spec.modes.values())
+    spec = spec_at_image_size(spec, SIZE)
     factors = sample_factors(spec, 3, 7)
     np.testing.assert_array_equal(factors.labels, reference[f"{name}/labels"])
     for mode in MODE_NAMES:
