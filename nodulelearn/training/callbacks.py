@@ -96,25 +96,59 @@ class AtomicBackup(keras.callbacks.Callback):
         self.model.load_weights(self.backup_dir / WEIGHTS_FILE)
 
     def on_epoch_end(self, epoch, logs=None):
-        self.backup_dir.mkdir(parents=True, exist_ok=True)
-        final = self.backup_dir / WEIGHTS_FILE
-        tmp = self.backup_dir / f"{TEMPORARY_PREFIX}{os.getpid()}.weights.h5"
-        try:
-            self.model.save_weights(tmp, overwrite=True)
+        save_weights_atomic(self.model, self.backup_dir / WEIGHTS_FILE, epochs_done=epoch + 1)
+        # Informative (and BackupAndRestore's layout); the weights file's attribute is the truth.
+        write_json_atomic(self.backup_dir / METADATA_FILE, {"epoch": epoch + 1, "batch": 0})
+
+
+def save_weights_atomic(model: keras.Model, path: str | Path, *,
+                        epochs_done: int | None = None) -> Path:
+    """``model.save_weights(path)`` under a temporary name, flushed to disk, then renamed.
+
+    Args:
+        model: the model (its optimizer state is included when it is compiled).
+        path: a ``.weights.h5`` path.
+        epochs_done: stored in the file (``EPOCH_ATTRIBUTE``), so file and epoch commit together.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.parent / f"{TEMPORARY_PREFIX}{os.getpid()}.weights.h5"
+    try:
+        model.save_weights(tmp, overwrite=True)
+        if epochs_done is not None:
             import h5py
 
             with h5py.File(tmp, "a") as f:
-                f.attrs[EPOCH_ATTRIBUTE] = epoch + 1
-            with open(tmp, "rb+") as f:
-                os.fsync(f.fileno())
-            event("backup_written", tmp)
-            os.replace(tmp, final)
-        finally:
-            with contextlib.suppress(FileNotFoundError):
-                os.remove(tmp)
-        _fsync_directory(self.backup_dir)
-        # Informative (and BackupAndRestore's layout); the weights file's attribute is the truth.
-        write_json_atomic(self.backup_dir / METADATA_FILE, {"epoch": epoch + 1, "batch": 0})
+                f.attrs[EPOCH_ATTRIBUTE] = epochs_done
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        event("backup_written", tmp)
+        os.replace(tmp, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(tmp)
+    _fsync_directory(path.parent)
+    return path
+
+
+def readable_weights(path: str | Path, *, what: str = "weights file") -> bool:
+    """Whether the weights file ``path`` exists and reads through; an unreadable one is logged
+    (one warning naming it) and moved to ``backup_corrupt/`` beside its ``backup/`` folder (or
+    beside the file), never deleted."""
+    path = Path(path)
+    if not path.exists():
+        return False
+    try:
+        _read_through(path)
+        return True
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        parent = path.parent
+        folder = (parent.parent.with_name(CORRUPT_DIR) / parent.name
+                  if parent.parent.name == "backup" else parent / CORRUPT_DIR)
+        kept = set_aside(path, folder)
+        log.warning("The %s %s is unreadable (%s); set aside as %s.", what, path,
+                    type(error).__name__, kept)
+        return False
 
 
 def _read_through(path: Path) -> int | None:

@@ -19,7 +19,7 @@ import keras
 import numpy as np
 import pytest
 
-from nodulelearn.training import TrainConfig, callbacks, train
+from nodulelearn.training import TrainConfig, callbacks, set_determinism, train
 from nodulelearn.training.callbacks import backed_up_epoch
 
 REPO = Path(__file__).resolve().parents[2]
@@ -28,11 +28,16 @@ ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "KERAS_BACKEND": "tensorflow",
 CONFIG = dict(loss="ce", smoke=True, epochs=2, deterministic=True, test_dists=("clinical",))
 
 
+def _train(run, **kwargs):
+    set_determinism(0)  # as bin/train does before every run
+    return train(TrainConfig(**CONFIG), run, verbose=0, **kwargs)
+
+
 @pytest.fixture(scope="module")
 def whole(tmp_path_factory):
     """The uninterrupted run every faulty run must end up identical to."""
     run = tmp_path_factory.mktemp("faults") / "whole"
-    train(TrainConfig(**CONFIG), run, verbose=0)
+    _train(run)
     return run
 
 
@@ -59,7 +64,7 @@ def _train_and_die(run, event, nth, *, truncate):
     script = textwrap.dedent(f"""
         import os
         from pathlib import Path
-        from nodulelearn.training import TrainConfig, callbacks, train
+        from nodulelearn.training import TrainConfig, callbacks, set_determinism, train
         seen = []
         def hook(event, path):
             if event == {event!r}:
@@ -70,6 +75,7 @@ def _train_and_die(run, event, nth, *, truncate):
                         Path(path).write_bytes(data[: len(data) // 2])
                     os._exit(137)
         callbacks.fault_hook = hook
+        set_determinism(0)
         train(TrainConfig(**{CONFIG!r}), {str(run)!r}, verbose=0)
     """)
     result = subprocess.run([sys.executable, "-c", script], cwd=REPO, env=ENV,
@@ -86,7 +92,7 @@ def test_kill_inside_the_backup_write_keeps_the_last_backup_and_resumes_bit_iden
     assert backed_up_epoch(backup) == 1  # latest.weights.h5 is epoch 1's, whole
     assert json.loads((run / "status.json").read_text())["state"] == "running"  # killed
     assert not (run / "model.keras").exists()
-    train(TrainConfig(**CONFIG), run, verbose=0)
+    _train(run)
     _assert_same_run(whole, run)
 
 
@@ -103,7 +109,7 @@ def test_disk_full_in_a_backup_fails_the_run_clearly_and_it_resumes_bit_identica
     hook(disk_full)
     run = tmp_path / "run"
     with pytest.raises(OSError) as error:
-        train(TrainConfig(**CONFIG), run, verbose=0)
+        _train(run)
     assert error.value.errno == errno.ENOSPC
     status = json.loads((run / "status.json").read_text())
     assert status["state"] == "failed" and "No space left on device" in status["reason"]
@@ -111,7 +117,7 @@ def test_disk_full_in_a_backup_fails_the_run_clearly_and_it_resumes_bit_identica
     assert not list((run / "backup" / "train").glob(".tmp-*"))  # the failed write is removed
     assert backed_up_epoch(run / "backup" / "train") == 1
     hook(None)
-    train(TrainConfig(**CONFIG), run, verbose=0)
+    _train(run)
     _assert_same_run(whole, run)
 
 
@@ -123,13 +129,13 @@ class _StopAfterFirstEpoch(keras.callbacks.Callback):
 def test_a_damaged_backup_is_reported_set_aside_and_the_phase_restarts(whole, tmp_path, caplog):
     run = tmp_path / "run"
     with pytest.raises(KeyboardInterrupt):
-        train(TrainConfig(**CONFIG), run, verbose=0, callbacks=[_StopAfterFirstEpoch()])
+        _train(run, callbacks=[_StopAfterFirstEpoch()])
     assert json.loads((run / "status.json").read_text())["state"] == "interrupted"
     weights = run / "backup" / "train" / "latest.weights.h5"
     data = weights.read_bytes()
     weights.write_bytes(data[: len(data) // 2])  # as an in-place writer killed mid-write leaves it
     with caplog.at_level(logging.WARNING, logger="nodulelearn.training.callbacks"):
-        train(TrainConfig(**CONFIG), run, verbose=0)
+        _train(run)
     warnings = [r.getMessage() for r in caplog.records if "is unreadable" in r.getMessage()]
     assert len(warnings) == 1 and str(weights) in warnings[0] and "restarts" in warnings[0]
     kept = run / "backup_corrupt" / "train" / "latest.weights.h5"
@@ -143,6 +149,28 @@ def test_kill_during_the_export_leaves_no_model_and_no_orphan_after_resume(whole
     assert list(run.glob(".model.keras.*"))  # the staged, not yet renamed, model
     assert not (run / "model.keras").exists()
     assert json.loads((run / "status.json").read_text())["state"] == "running"
-    train(TrainConfig(**CONFIG), run, verbose=0)
+    _train(run)
     assert not list(run.glob(".model.keras.*"))
     _assert_same_run(whole, run)
+
+
+def test_weights_files_are_written_atomically_and_checked_before_use(tmp_path, hook, caplog):
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    path = tmp_path / "backup" / "pretrain_done" / "encoder.weights.h5"
+    callbacks.save_weights_atomic(model, path)
+    assert callbacks.readable_weights(path)
+    good = path.read_bytes()
+
+    def disk_full(event, tmp):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(tmp))
+
+    hook(disk_full)
+    with pytest.raises(OSError):
+        callbacks.save_weights_atomic(model, path)
+    assert path.read_bytes() == good and [p.name for p in path.parent.iterdir()] == [path.name]
+    path.write_bytes(good[: len(good) // 2])
+    with caplog.at_level(logging.WARNING, logger="nodulelearn.training.callbacks"):
+        assert not callbacks.readable_weights(path, what="pretrained encoder")
+    assert f"The pretrained encoder {path} is unreadable" in caplog.text
+    assert (tmp_path / "backup_corrupt" / "pretrain_done" / "encoder.weights.h5").exists()
+    assert not path.exists() and not callbacks.readable_weights(path)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from nodulelearn import losses
-from nodulelearn.training import TrainConfig, TrainingDivergedError, train
+from nodulelearn.training import TrainConfig, TrainingDivergedError, set_determinism, train
 from nodulelearn.training.metrics import METRIC_NAMES
 
 
@@ -52,11 +52,14 @@ def test_end_to_end_run_writes_the_run_directory_and_is_not_redone(tmp_path):
 def test_interrupted_and_resumed_run_ends_with_the_uninterrupted_weights(tmp_path):
     config = TrainConfig(loss="supcon", smoke=True, epochs=2, probe_epochs=2, n_train=48,
                          batch_size=16, deterministic=True, test_dists=("clinical",))
+    set_determinism(0)
     train(config, tmp_path / "whole", verbose=0)
+    set_determinism(0)
     with pytest.raises(KeyboardInterrupt):
         train(config, tmp_path / "resumed", verbose=0, callbacks=[_Interrupt(after=0)])
     assert json.loads((tmp_path / "resumed" / "status.json").read_text())["state"] == "interrupted"
     assert not (tmp_path / "resumed" / "model.keras").exists()
+    set_determinism(0)
     train(config, tmp_path / "resumed", verbose=0)
     for a, b in zip(_weights(tmp_path / "whole"), _weights(tmp_path / "resumed"), strict=True):
         np.testing.assert_array_equal(a, b)
