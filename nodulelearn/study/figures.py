@@ -108,8 +108,9 @@ def ood_accuracy_plot(
                 acc = cell["accuracy"]
                 xs.append(i - 0.4 + width * (t + 0.5))
                 means.append(acc.mean)
-                low.append(acc.mean - acc.lo if acc.has_interval else 0.0)
-                high.append(acc.hi - acc.mean if acc.has_interval else 0.0)
+                # max(0, .): a Wilson bound at accuracy 1 may round a hair below the mean.
+                low.append(max(0.0, acc.mean - acc.lo) if acc.has_interval else 0.0)
+                high.append(max(0.0, acc.hi - acc.mean) if acc.has_interval else 0.0)
             ax.bar(xs, means, width, yerr=[low, high], capsize=2,
                    label=f"{test} ({role.upper()})", hatch=None if role == "id" else "//")
         ax.axhline(0.5, color="grey", linewidth=0.8, linestyle=":")

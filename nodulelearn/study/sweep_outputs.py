@@ -269,8 +269,10 @@ def _line(ax, xs, x_values, rows, x_path, key, metric, style, label):
         est = _estimate(at, key, metric)
         used.append(x)
         means.append(est.mean)
-        lo.append(est.mean - est.lo if est.has_interval else 0.0)
-        hi.append(est.hi - est.mean if est.has_interval else 0.0)
+        # An interval need not hold the mean (a bootstrap interval of the reliance may lie
+        # beside it): the bars then reach the interval's nearer end only from the mean's side.
+        lo.append(max(0.0, est.mean - est.lo) if est.has_interval else 0.0)
+        hi.append(max(0.0, est.hi - est.mean) if est.has_interval else 0.0)
     if used:
         ax.errorbar(used, means, yerr=[lo, hi], fmt=style, capsize=2, markersize=3, label=label)
 
