@@ -292,3 +292,18 @@ def test_bias_from_accuracy_matches_the_planted_definition():
     with pytest.raises(ValueError, match=r"\+1 or -1"):
         bias_from_accuracy(0.5, 0.0)
     assert math.isclose(bias_from_accuracy(0.5, 1.0), 0.0)
+
+
+def test_curve_error_bars_are_never_negative():
+    """A bootstrap interval of the reliance may lie beside the mean; bars stay >= 0."""
+    from nodulelearn.study.sweep_outputs import _line
+
+    class Axis:
+        def errorbar(self, xs, ys, yerr, **kwargs):
+            self.xs, self.ys, self.yerr = xs, ys, yerr
+
+    rows = [{"x": 0.0, "reliance_size": 0.5, "reliance_size_lo": 0.55, "reliance_size_hi": 0.6}]
+    axis = Axis()
+    _line(axis, [0.0], [0.0], rows, "x", "reliance_size", "", "-o", "size")
+    assert axis.ys == [0.5] and axis.yerr[0] == [0.0]
+    assert axis.yerr[1] == [pytest.approx(0.1)]
