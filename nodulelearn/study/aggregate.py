@@ -28,7 +28,9 @@ from nodulelearn.study.sweep_outputs import write_sweep_outputs
 
 log = logging.getLogger(__name__)
 
-OUTPUTS = ("results.csv", "sensitivity.csv", "summary.md", "heatmap.png", "ood.png")
+OUTPUTS = (
+    "results.csv", "sensitivity.csv", "encoding.csv", "summary.md", "heatmap.png", "ood.png",
+)  # fmt: skip
 
 
 @dataclasses.dataclass
@@ -41,6 +43,7 @@ class Aggregate:
         stale: ids of runs whose record was made with other settings (left out, like missing).
         result_rows: rows of results.csv.
         sensitivity_rows: rows of sensitivity.csv.
+        encoding_rows: rows of encoding.csv (encoding of each mode, per run).
         summary: the text of summary.md.
         written: the paths written.
     """
@@ -50,6 +53,7 @@ class Aggregate:
     stale: list[str]
     result_rows: list[dict[str, Any]]
     sensitivity_rows: list[dict[str, Any]]
+    encoding_rows: list[dict[str, Any]] = dataclasses.field(default_factory=list)
     summary: str = ""
     written: list[Path] = dataclasses.field(default_factory=list)
 
@@ -97,11 +101,14 @@ def collect(study: StudySpec, out_dir: str | Path) -> Aggregate:
         sensitivity_rows=point_columns(
             study, [row for r in found for row in records.sensitivity_rows(r)]
         ),
+        encoding_rows=point_columns(
+            study, [row for r in found for row in records.encoding_rows(r)]
+        ),
     )
 
 
 def aggregate_study(study: StudySpec, out_dir: str | Path) -> Aggregate:
-    """Writes results.csv, sensitivity.csv, summary.md, heatmap.png and ood.png into ``out_dir``.
+    """Writes results.csv, sensitivity.csv, encoding.csv, summary.md, heatmap.png and ood.png.
 
     Args:
         study: the validated study.
@@ -144,6 +151,11 @@ def aggregate_study(study: StudySpec, out_dir: str | Path) -> Aggregate:
             agg.sensitivity_rows,
             records.columns(agg.sensitivity_rows, records.SENSITIVITY_KEYS),
         ),
+        write_csv_atomic(
+            out_dir / "encoding.csv",
+            agg.encoding_rows,
+            records.columns(agg.encoding_rows, records.ENCODING_KEYS),
+        ),
     ]
     agg.summary = summary_markdown(
         study,
@@ -151,11 +163,14 @@ def aggregate_study(study: StudySpec, out_dir: str | Path) -> Aggregate:
         agg.sensitivity_rows,
         finished=len(agg.records),
         missing=agg.missing,
+        encoding_rows=agg.encoding_rows,
     )
     agg.summary += availability_notes_markdown(study)
     written.append(write_text_atomic(out_dir / "summary.md", agg.summary))
     for figure in (
-        reliance_heatmap(study, agg.sensitivity_rows, out_dir / "heatmap.png"),
+        reliance_heatmap(
+            study, agg.sensitivity_rows, out_dir / "heatmap.png", encoding_rows=agg.encoding_rows
+        ),
         ood_accuracy_plot(study, agg.result_rows, out_dir / "ood.png"),
     ):
         if figure is not None:

@@ -1,4 +1,5 @@
-"""heatmap.png (loss x mode reliance) and ood.png (ID vs OOD accuracy per loss)."""
+"""heatmap.png (loss x mode reliance, and encoding beside it) and ood.png (ID vs OOD accuracy
+per loss)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from typing import Any
 
 from nodulelearn.atomic_files import save_figure_atomic
 from nodulelearn.study.spec import StudySpec
-from nodulelearn.study.summary import metric_estimates, reliance_estimates
+from nodulelearn.study.summary import encoding_estimates, metric_estimates, reliance_estimates
 
 
 def _pyplot():
@@ -27,9 +28,14 @@ def _id_test(rows: Sequence[Mapping[str, Any]], train: str) -> str | None:
 
 
 def reliance_heatmap(
-    study: StudySpec, sens_rows: Sequence[Mapping[str, Any]], path: str | Path
+    study: StudySpec,
+    sens_rows: Sequence[Mapping[str, Any]],
+    path: str | Path,
+    *,
+    encoding_rows: Sequence[Mapping[str, Any]] = (),
 ) -> Path | None:
-    """Loss x mode mean reliance on the in-distribution test set, one panel per training dist.
+    """Loss x mode mean reliance on the in-distribution test set, one panel per training dist;
+    with ``encoding_rows``, the loss x mode encoding (normalised) in a panel below each.
 
     Returns:
         The written path, or ``None`` if there is nothing to draw.
@@ -37,6 +43,7 @@ def reliance_heatmap(
     from nodulelearn.datasets import MODE_NAMES
 
     rel = reliance_estimates(sens_rows)
+    enc = encoding_estimates(encoding_rows)
     panels = []
     for entry in study.train:
         test = _id_test(sens_rows, entry.id)
@@ -45,27 +52,40 @@ def reliance_heatmap(
             panels.append((entry.id, test, losses))
     if not panels:
         return None
+    modes = list(MODE_NAMES)
+    # Pseudo-modes the analysis adds (e.g. "nuisance") get a column too.
+    extra = {m for cells in rel.values() for m in cells} - set(modes)
+    modes += sorted(extra)
+    rows = [("reliance", lambda train, test, loss: rel.get((train, test, loss), {}))]
+    if any((train, loss) in enc for train, _, losses in panels for loss in losses):
+        rows.append(("encoding", lambda train, test, loss: enc.get((train, loss), {})))
     plt = _pyplot()
+    height = 1.4 + 0.45 * max(len(p[2]) for p in panels)
     fig, axes = plt.subplots(
-        1, len(panels), figsize=(1.0 + 0.75 * len(MODE_NAMES) * len(panels), 1.4 + 0.45 * max(
-            len(p[2]) for p in panels)), squeeze=False
-    )
+        len(rows), len(panels), figsize=(1.0 + 0.75 * len(modes) * len(panels), height * len(rows)),
+        squeeze=False,
+    )  # fmt: skip
     image = None
-    for k, (ax, (train, test, losses)) in enumerate(zip(axes[0], panels, strict=True)):
-        cells = [rel[(train, test, loss)] for loss in losses]
-        grid = [[c[m].mean if m in c else math.nan for m in MODE_NAMES] for c in cells]
-        image = ax.imshow(grid, vmin=0.0, vmax=1.0, cmap="viridis", aspect="auto")
-        for i, row in enumerate(grid):
-            for j, value in enumerate(row):
-                if math.isfinite(value):
-                    ax.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize=7,
-                            color="white" if value < 0.6 else "black")
-        ax.set_xticks(range(len(MODE_NAMES)), MODE_NAMES, rotation=45, ha="right")
-        # Panels with the losses of the panel on their left leave the names to it (no overlap).
-        same = k > 0 and losses == panels[k - 1][2]
-        ax.set_yticks(range(len(losses)), [] if same else losses)
-        ax.set_title(f"trained on {train}\n(tested on {test})", fontsize=9)
-    fig.colorbar(image, ax=axes[0].tolist(), label="reliance (share of mean |ΔP|)", shrink=0.9)
+    for r, (kind, cells_of) in enumerate(rows):
+        for k, (ax, (train, test, losses)) in enumerate(zip(axes[r], panels, strict=True)):
+            cells = [cells_of(train, test, loss) for loss in losses]
+            grid = [[c[m].mean if m in c else math.nan for m in modes] for c in cells]
+            image = ax.imshow(grid, vmin=0.0, vmax=1.0, cmap="viridis", aspect="auto")
+            for i, row in enumerate(grid):
+                for j, value in enumerate(row):
+                    if math.isfinite(value):
+                        ax.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize=7,
+                                color="white" if value < 0.6 else "black")
+            ax.set_xticks(range(len(modes)), modes, rotation=45, ha="right")
+            # Panels with the losses of the panel on their left leave the names to it.
+            same = k > 0 and losses == panels[k - 1][2]
+            ax.set_yticks(range(len(losses)), [] if same else losses)
+            where = f"tested on {test}" if kind == "reliance" else "decorrelated training dist"
+            ax.set_title(f"{kind}: trained on {train}\n({where})", fontsize=9)
+    fig.colorbar(
+        image, ax=axes.ravel().tolist(),
+        label="reliance (share of mean |ΔP|) / encoding (normalized)", shrink=0.9,
+    )  # fmt: skip
     return save_figure_atomic(path, fig)
 
 

@@ -22,6 +22,11 @@ RESULT_KEYS = (
     "run_id", "loss", "loss_name", "loss_params", "train_dist", "seed", "test_dist", "role",
 )
 SENSITIVITY_KEYS = RESULT_KEYS + ("mode",)
+# encoding.csv: test_dist is the distribution encoding was measured on, role "encoding".
+ENCODING_KEYS = SENSITIVITY_KEYS
+ENCODING_ROLE = "encoding"
+# Prefix of the recoverability columns of results.csv (OOD rows of runs that measured it).
+RECOVERABILITY_PREFIX = "recoverability_"
 
 
 def record_path(run_dir: str | Path) -> Path:
@@ -83,6 +88,8 @@ def build_record(
     metrics: Mapping[str, Mapping[str, Any]],
     sensitivity: Mapping[str, Mapping[str, Any]],
     seconds: Mapping[str, float],
+    encoding: Mapping[str, Any] | None = None,
+    recoverability: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """The JSON record of a finished run.
 
@@ -91,7 +98,10 @@ def build_record(
         fingerprint: the settings it ran with (see runner.run_fingerprint).
         metrics: test distribution label -> metric dict (accuracy, auc, ...).
         sensitivity: test distribution label -> permutation_sensitivity result.
-        seconds: wall time of its stages ("train", "sensitivity").
+        seconds: wall time of its stages ("train", "sensitivity", "encoding").
+        encoding: the ``measure_encoding`` result (``distribution``, ``modes`` records with
+            ``normalized`` and its interval), measured on the decorrelated training distribution.
+        recoverability: OOD test distribution label -> ``recoverability`` record.
     """
     return {
         "version": RECORD_VERSION,
@@ -105,6 +115,8 @@ def build_record(
         "fingerprint": dict(fingerprint),
         "metrics": {k: dict(v) for k, v in metrics.items()},
         "sensitivity": {k: dict(v) for k, v in sensitivity.items()},
+        "encoding": dict(encoding) if encoding is not None else None,
+        "recoverability": {k: dict(v) for k, v in (recoverability or {}).items()},
         "seconds": dict(seconds),
     }
 
@@ -144,11 +156,33 @@ def _run_keys(record: Mapping[str, Any], test: Mapping[str, Any]) -> dict[str, A
 
 
 def result_rows(record: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """One row per test distribution of the run: the run's keys then every metric."""
+    """One row per test distribution of the run: the run's keys, every metric, then (OOD sets
+    of runs that measured it) the recoverability columns ``recoverability_<field>``."""
+    recover = record.get("recoverability") or {}
+    rows = []
+    for test in record["tests"]:
+        row = {**_run_keys(record, test), **flatten(record["metrics"][test["label"]])}
+        fields = recover.get(test["label"])
+        if fields:
+            row.update(flatten(
+                {k: v for k, v in fields.items() if k != "distribution"},
+                prefix=RECOVERABILITY_PREFIX,
+            ))  # fmt: skip
+        rows.append(row)
+    return rows
+
+
+def encoding_rows(record: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """One row per mode of the run's encoding (none for a record without one)."""
+    encoding = record.get("encoding")
+    if not encoding:
+        return []
+    test = {"label": encoding.get("distribution", ""), "role": ENCODING_ROLE}
     return [
-        {**_run_keys(record, test), **flatten(record["metrics"][test["label"]])}
-        for test in record["tests"]
-    ]
+        {**_run_keys(record, test), "mode": mode["mode"],
+         **flatten({k: v for k, v in mode.items() if k != "mode"})}
+        for mode in encoding.get("modes", [])
+    ]  # fmt: skip
 
 
 def sensitivity_rows(record: Mapping[str, Any]) -> list[dict[str, Any]]:

@@ -265,6 +265,55 @@ def reliance_table(
     return lines
 
 
+def encoding_estimates(
+    rows: Sequence[Mapping[str, Any]],
+) -> dict[tuple[str, str], dict[str, Estimate]]:
+    """(train dist, loss) -> mode -> ``Estimate`` of the normalised encoding, from encoding.csv.
+
+    One seed: the measurement's own 95% bootstrap interval. Modes not scored are left out.
+    """
+    groups: dict[tuple[str, str, str], list[Mapping[str, Any]]] = defaultdict(list)
+    for row in rows:
+        if _float(row.get("normalized")) is not None:
+            groups[(row["train_dist"], row["loss"], row["mode"])].append(row)
+    out: dict[tuple[str, str], dict[str, Estimate]] = defaultdict(dict)
+    for (train, loss, mode), group in groups.items():
+        out[(train, loss)][mode] = estimate(
+            [_float(r["normalized"]) for r in group],
+            interval=_recorded_interval(group, "normalized"),
+        )
+    return dict(out)
+
+
+def learned_vs_used_table(
+    study: StudySpec,
+    sens_rows: Sequence[Mapping[str, Any]],
+    enc_rows: Sequence[Mapping[str, Any]],
+    train: str,
+) -> list[str]:
+    """Markdown table: per loss and mode, reliance (ID test set) beside encoding.
+
+    A mode with a high encoding and a low reliance was learned but is not used.
+    """
+    rel = reliance_estimates(sens_rows)
+    enc = encoding_estimates(enc_rows)
+    id_test = next((t for t, role in _test_sets(sens_rows, train) if role == "id"), None)
+    lines = [
+        f"| loss | mode | reliance ({id_test or 'ID'}) | encoding (normalized) |",
+        "|---|---|---|---|",
+    ]
+    empty = Estimate(math.nan, math.nan, 0, math.nan, math.nan)
+    for entry in study.losses:
+        used = rel.get((train, id_test, entry.id), {})
+        learned = enc.get((train, entry.id), {})
+        modes = list(dict.fromkeys([*used, *learned]))
+        for mode in modes:
+            cells = [used.get(mode, empty), learned.get(mode, empty)]
+            text = [c.text(2) if c.k else "–" for c in cells]
+            lines.append(f"| {entry.id} | {mode} | {text[0]} | {text[1]} |")
+    return lines if len(lines) > 2 else []
+
+
 def _budget_line(study: StudySpec) -> str:
     budget = ", ".join(f"{k}={v}" for k, v in study.budget.items())
     sens = study.sensitivity
@@ -281,6 +330,7 @@ def summary_markdown(
     *,
     finished: int,
     missing: Sequence[str],
+    encoding_rows: Sequence[Mapping[str, Any]] = (),
 ) -> str:
     """The text of summary.md.
 
@@ -290,6 +340,7 @@ def summary_markdown(
         sens_rows: rows of sensitivity.csv.
         finished: number of finished runs.
         missing: ids of the runs not finished (or stale).
+        encoding_rows: rows of encoding.csv (for the "learned vs used" tables).
 
     Returns:
         Markdown text.
@@ -331,6 +382,12 @@ def summary_markdown(
         f"permuted across the test set (the shares sum to 1). The top {TOP_MODES} modes with a "
         f"share of at least {MIN_RELIANCE:.2f} are listed; `(≈ mode)` marks a mode whose "
         "interval overlaps the one ranked above it (their order is uncertain).",
+        "Learned vs used: beside each mode's reliance, its encoding: how well a linear read-out "
+        "recovers it from the frozen embedding on the decorrelated training distribution "
+        "(every alignment 0), normalised to [0, 1] (0: chance, 1: perfect). High encoding with "
+        "low reliance: learned but not used. results.csv holds, for every OOD test set, the "
+        "accuracy of the original head and of a head refitted on a small sample of that set "
+        "(`recoverability_*`).",
         "",
     ]
     for entry in study.train:
@@ -344,6 +401,10 @@ def summary_markdown(
         if any(r["train_dist"] == entry.id for r in sens_rows):
             lines += ["", "### Modes relied on", ""]
             lines += reliance_table(study, sens_rows, entry.id)
+        learned = learned_vs_used_table(study, sens_rows, encoding_rows, entry.id)
+        if learned:
+            lines += ["", "### Learned vs used", ""]
+            lines += learned
         lines.append("")
     if not result_rows:
         lines += ["No run has finished yet.", ""]

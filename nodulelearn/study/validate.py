@@ -64,14 +64,37 @@ def _check_budget(study: StudySpec) -> None:
         )
 
 
+def _check_bounds(study: StudySpec, run_id: str, config) -> None:
+    """Image size and sample counts against the supported range and the available memory."""
+    from nodulelearn.datasets import check_dataset_fits_memory, spec_at_image_size
+    from nodulelearn.training.protocols import protocol_for
+
+    for ref in (config.train_dist, *config.test_dists):  # image size and pixel spacing bounds
+        spec_at_image_size(ref, config.image_size)
+    check_dataset_fits_memory(
+        config.n_train, config.image_size, views=protocol_for(config.loss).views,
+        what=f"n_train of run {run_id!r}",
+    )  # fmt: skip
+    largest = max(config.n_val, config.n_test, study.sensitivity.n)
+    check_dataset_fits_memory(
+        largest, config.image_size,
+        what=f"the largest test set of run {run_id!r} (n_val, n_test, [sensitivity] n)",
+    )  # fmt: skip
+
+
 def _check_run_configs(study: StudySpec) -> None:
-    """Resolves the TrainConfig of every run: bad budget values fail now, not mid-study."""
+    """Resolves the TrainConfig of every run: bad budget values fail now, not mid-study.
+
+    Sizes are checked too: an image size outside the supported range, or a training or test set
+    that would not fit in memory, fails here rather than in every run with a MemoryError.
+    """
     from nodulelearn.study.plan import plan_runs, train_config_fields
     from nodulelearn.training import TrainConfig, resolve_config
 
     for run in plan_runs(study):
         try:
-            resolve_config(TrainConfig(**train_config_fields(study, run)))
+            config = resolve_config(TrainConfig(**train_config_fields(study, run)))
+            _check_bounds(study, run.id, config)
         except (TypeError, ValueError) as err:
             raise StudyError(
                 f"Study {study.source!r}: run {run.id!r} has an invalid training config: {err}"

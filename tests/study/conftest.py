@@ -71,12 +71,15 @@ def _unit(*parts) -> float:
 
 
 class FakeStages:
-    """Deterministic stand-ins for train() and permutation_sensitivity(), counting their calls."""
+    """Deterministic stand-ins for train(), permutation_sensitivity() and the encoding and
+    recoverability analyses, counting their calls."""
 
     def __init__(self):
         self.train_calls: list[str] = []  # runs trained
         self.reused: list[str] = []  # complete training directories returned as they are
         self.sensitivity_calls: list[tuple[str, str]] = []
+        self.encoding_calls: list[str] = []  # runs whose encoding was measured
+        self.recoverability_calls: list[tuple[str, tuple[str, ...]]] = []
 
     def train(self, fields, train_dir: Path, overwrite: bool) -> dict:
         if (train_dir / "metrics.json").is_file() and not overwrite:  # like train(): complete
@@ -109,6 +112,36 @@ class FakeStages:
             })  # fmt: skip
         return {"baseline": {"accuracy": 0.9, "auc": 0.95}, "modes": modes, "n": n, "repeats": repeats,
                 "seed": seed}
+
+
+    def encoding(self, train_dir, train_ref, *, seed, n, out_dir) -> dict:
+        self.encoding_calls.append(train_dir.parent.name)
+        modes = []
+        for mode in MODES:
+            value = _unit(train_dir.parent.name, "encoding", mode)
+            modes.append({
+                "mode": mode, "varies": True, "metric": "accuracy", "score": value,
+                "normalized": value, "normalized_ci_low": max(0.0, value - 0.05),
+                "normalized_ci_high": min(1.0, value + 0.05),
+            })  # fmt: skip
+        return {"distribution": f"{Path(train_ref).stem}_independent", "n": n or 1000,
+                "seed": seed, "modes": modes}
+
+    def recoverability(self, train_dir, refs, *, seed, n_test, n_fit, out_dir) -> list[dict]:
+        self.recoverability_calls.append((train_dir.parent.name, tuple(refs)))
+        records = []
+        for ref in refs:
+            original = 0.5 + 0.2 * _unit(train_dir.parent.name, ref, "original")
+            retrained = 0.7 + 0.3 * _unit(train_dir.parent.name, ref, "retrained")
+            records.append({
+                "distribution": Path(ref).stem, "original_accuracy": original,
+                "original_accuracy_ci_low": original - 0.05,
+                "original_accuracy_ci_high": original + 0.05, "retrained_accuracy": retrained,
+                "retrained_accuracy_ci_low": retrained - 0.05,
+                "retrained_accuracy_ci_high": min(1.0, retrained + 0.05),
+                "n_fit": n_fit or 512, "n_test": n_test,
+            })  # fmt: skip
+        return records
 
 
 @pytest.fixture

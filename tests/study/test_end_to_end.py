@@ -12,10 +12,12 @@ from pathlib import Path
 
 import pytest
 
+from nodulelearn.sensitivity import ANALYSED_MODES
 from nodulelearn.study import (
     StudyError,
     aggregate_study,
     load_study,
+    preset_names,
     run_study,
     validate_study,
 )
@@ -55,7 +57,7 @@ def test_outputs_and_columns(finished):
         assert 0.0 <= float(row["accuracy"]) <= 1.0 and 0.0 <= float(row["auc"]) <= 1.0
         assert int(row["n"]) == 64
     sens = _rows(out / "sensitivity.csv")
-    assert len(sens) == 2 * 2 * 8  # runs x test sets x modes
+    assert len(sens) == 2 * 2 * len(ANALYSED_MODES)  # runs x test sets x modes (and nuisance)
     reliance = {}
     for row in sens:
         if row["reliance"]:
@@ -64,6 +66,19 @@ def test_outputs_and_columns(finished):
     assert reliance and all(v == pytest.approx(1.0) for v in reliance.values())
     assert out.joinpath("heatmap.png").read_bytes()[:4] == b"\x89PNG"
     assert "| tiny_ood (OOD) | supcon | 1 |" in agg.summary
+    # encoding of every analysed mode on the decorrelated training distribution, and
+    # recoverability on the OOD set, measured on the real encoders
+    encoding = _rows(out / "encoding.csv")
+    assert {r["test_dist"] for r in encoding} == {"tiny_train_independent"}
+    assert {r["run_id"] for r in encoding} == {"ce__tiny__s0", "supcon__tiny__s0"}
+    scored = [float(r["normalized"]) for r in encoding if r["normalized"]]
+    assert scored and all(0.0 <= v <= 1.0 for v in scored)
+    for row in results:
+        cell = row["recoverability_retrained_accuracy"]
+        assert (cell != "") == (row["role"] == "ood")
+        if cell:
+            assert 0.0 <= float(cell) <= 1.0
+    assert "### Learned vs used" in agg.summary and "### Differences between losses" in agg.summary
 
 
 def test_relaunch_does_no_work(finished):
@@ -117,4 +132,5 @@ def test_bad_study_on_the_command_line(tmp_path):
         capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert proc.returncode != 0
-    assert "Unknown study 'qiuck'" in proc.stderr and "Valid presets: paper, quick" in proc.stderr
+    assert "Unknown study 'qiuck'" in proc.stderr
+    assert f"Valid presets: {', '.join(preset_names())}." in proc.stderr

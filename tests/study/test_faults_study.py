@@ -13,15 +13,23 @@ from pathlib import Path
 import pytest
 
 from nodulelearn.locks import LockedError, hold_lock
-from nodulelearn.study import StudyError, aggregate_study, load_study, run_states, run_study
+from nodulelearn.study import (
+    StudyError,
+    aggregate_study,
+    load_study,
+    run_states,
+    run_study,
+    validate_study,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def _run(study, out, stages, **kwargs):
     return run_study(
-        study, out, train_fn=stages.train, sensitivity_fn=stages.sensitivity, **kwargs
-    )
+        study, out, train_fn=stages.train, sensitivity_fn=stages.sensitivity,
+        encoding_fn=stages, **kwargs,
+    )  # fmt: skip
 
 
 @pytest.fixture
@@ -140,7 +148,10 @@ def test_a_full_disk_stops_the_study_and_keeps_what_finished(spec_dir, tmp_path,
         return stages.train(fields, train_dir, overwrite)
 
     with pytest.raises(OSError, match="No space left"):
-        run_study(_study(spec_dir), out, train_fn=train, sensitivity_fn=stages.sensitivity)
+        run_study(
+            _study(spec_dir), out, train_fn=train, sensitivity_fn=stages.sensitivity,
+            encoding_fn=stages,
+        )  # fmt: skip
     assert len(calls) == 2  # the runs after it were not tried (they would fail the same way)
     states = [s for _, s, _ in run_states(_study(spec_dir), out)]
     assert states == ["finished", "to run", "to run", "to run"]
@@ -224,3 +235,19 @@ def test_bin_second_process_refused(spec_dir, tmp_path):
         proc = _bin(f"--study={spec_dir / 'study.toml'}", f"--out={out}")
     lines = _no_traceback(proc)
     assert len(lines) == 1 and f"pid {os.getpid()}" in lines[0] and str(out) in lines[0]
+
+
+@pytest.mark.parametrize(
+    "budget, expected",
+    [
+        ("image_size = 100000", "Invalid value for `image_size`. Expected an integer in \\[8, "),
+        ("n_train = 1000000000", "n_train of run 'ce__tiny__s0'.*GiB of memory.*Lower n"),
+        ("n_test = 1000000000", "largest test set of run 'ce__tiny__s0'.*Lower n"),
+    ],
+)
+def test_sizes_beyond_memory_fail_validation(tmp_path, tiny_study_files, budget, expected):
+    path = tiny_study_files(tmp_path, seeds=(0,), budget=f"smoke = true\n{budget}")
+    with pytest.raises(StudyError, match=expected):
+        validate_study(load_study(str(path)))
+    ok = tiny_study_files(tmp_path / "ok", seeds=(0,), budget="smoke = true\nimage_size = 48")
+    validate_study(load_study(str(ok)))  # sizes within bounds pass

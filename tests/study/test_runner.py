@@ -13,8 +13,9 @@ from nodulelearn.study.aggregate import OUTPUTS, read_study_file
 
 def _run(study, out, stages, **kwargs):
     return run_study(
-        study, out, train_fn=stages.train, sensitivity_fn=stages.sensitivity, **kwargs
-    )
+        study, out, train_fn=stages.train, sensitivity_fn=stages.sensitivity,
+        encoding_fn=stages, **kwargs,
+    )  # fmt: skip
 
 
 @pytest.fixture
@@ -54,7 +55,29 @@ def test_runs_every_run_and_aggregates(study, tmp_path, fake_stages):
     assert len(sens) == 4 * 2 * 8
     assert {"mode", "reliance", "reliance_ci_low", "baseline_accuracy"} <= set(sens[0])
     assert read_study_file(out).to_dict() == study.to_dict()
+    # encoding of every mode of every run, measured on the decorrelated training distribution
+    encoding = _rows(out / "encoding.csv")
+    assert len(encoding) == 4 * 8 and len(stages.encoding_calls) == 4
+    assert {(r["test_dist"], r["role"]) for r in encoding} == {("tiny_train_independent",
+                                                               "encoding")}  # fmt: skip
+    assert {"mode", "normalized", "normalized_ci_low", "normalized_ci_high"} <= set(encoding[0])
+    # recoverability: one refit per OOD test set, in the OOD rows of results.csv
+    assert [refs for _, refs in stages.recoverability_calls] == [(
+        str(tmp_path / "spec" / "tiny_ood.toml"),)] * 4  # fmt: skip
+    for row in results:
+        filled = row["recoverability_retrained_accuracy"] != ""
+        assert filled == (row["role"] == "ood")
+    assert {"recoverability_original_accuracy", "recoverability_retrained_accuracy_ci_low",
+            "recoverability_retrained_accuracy_ci_high"} <= set(results[0])  # fmt: skip
     summary = (out / "summary.md").read_text()
+    # learned vs used: reliance (ID) beside encoding, per loss and mode
+    learned = summary.split("### Learned vs used")[1]
+    margin = next(r for r in encoding if r["run_id"] == "ce__tiny__s0" and r["mode"] == "margin")
+    other = next(r for r in encoding if r["run_id"] == "ce__tiny__s1" and r["mode"] == "margin")
+    mean = (float(margin["normalized"]) + float(other["normalized"])) / 2
+    row = next(line for line in learned.splitlines() if line.startswith("| ce | margin | "))
+    reliance_cell, encoding_cell = row.split(" | ")[2:4]
+    assert " ± " in reliance_cell and encoding_cell.startswith(f"{mean:.2f} ± ")
     assert "Runs finished: 4 of 4" in summary and "## Trained on `tiny`" in summary
     assert "| tiny_ood (OOD) | supcon | 2 |" in summary
 
@@ -85,6 +108,7 @@ def test_resume_redoes_only_what_is_missing(study, tmp_path, fake_stages):
     outcomes = _run(study, out, again)
     assert [o.run_id for o in outcomes if o.status == "ran"] == ["ce__tiny__s1"]
     assert again.train_calls == []  # its training had finished: reused, not redone
+    assert again.encoding_calls == [] and again.recoverability_calls == []  # kept too
     assert again.reused == [str(run_dir / "train")]
     assert [ref.endswith("tiny_ood.toml") for _, ref in again.sensitivity_calls] == [True]
     assert (run_dir / "record.json").is_file()
@@ -147,7 +171,9 @@ def test_a_failing_run_does_not_stop_the_others(study, tmp_path, fake_stages, ca
         return stages.train(fields, train_dir, overwrite)
 
     with caplog.at_level(logging.INFO):
-        outcomes = run_study(study, out, train_fn=train, sensitivity_fn=stages.sensitivity)
+        outcomes = run_study(
+            study, out, train_fn=train, sensitivity_fn=stages.sensitivity, encoding_fn=stages
+        )
     status = {o.run_id: o.status for o in outcomes}
     assert status == {
         "ce__tiny__s0": "ran", "ce__tiny__s1": "ran",
