@@ -260,3 +260,11 @@ def test_launcher_runs_a_script_under_the_command_name(tmp_path, entry, prog):
     assert str(tmp_path) not in result.stdout
     result = _launch_fake(tmp_path, entry, ["--nmae=y"])
     assert result.returncode == 1 and "Unknown command line flag 'nmae'" in result.stderr
+
+
+@pytest.mark.parametrize("subcommand", ["train", "evaluate", "probe"])
+def test_subcommand_help_imports_no_tensorflow(subcommand):
+    """`nodulelearn train --help` answers in well under a second: nothing heavy is imported."""
+    result, heavy = _heavy_modules_after([subcommand, "--help"])
+    assert "--" in result.stdout and f"nodulelearn {subcommand}:" in result.stdout, result.stderr
+    assert "tensorflow" not in heavy and "keras" not in heavy, heavy
