@@ -240,6 +240,13 @@ MEASURED: tuple[Measurement, ...] = (
                 _CAL.format(dist="margin_noise_decorrelated")),
     Measurement("margin_noise", "noise", "ce", QUICK_BUDGET, 0.9902,
                 _CAL.format(dist="noise_margin_decorrelated")),
+    # bin/run_study --study=availability at commit 8d0b83a (one seed): the <mode>_only presets
+    # below 0.9 alone with ce (the others: position 0.936, vessels 0.996, size 0.982, texture
+    # 0.932, noise 0.961, calcification 0.943).
+    Measurement("margin_only", "margin", "ce", QUICK_BUDGET, 0.551,
+                "bin/run_study --study=availability (2-core CPU, 2026-12-01)"),
+    Measurement("contrast_only", "contrast", "ce", QUICK_BUDGET, 0.717,
+                "bin/run_study --study=availability (2-core CPU, 2026-12-01)"),
 )
 
 
