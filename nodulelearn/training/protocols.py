@@ -23,8 +23,8 @@ import numpy as np
 from keras import ops
 
 from nodulelearn import losses, models
-from nodulelearn.atomic_files import atomic_path
 from nodulelearn.registry import Registry
+from nodulelearn.training.callbacks import readable_weights, save_weights_atomic
 from nodulelearn.training.fitting import RunContext, fit_phase, trainable
 
 PROTOCOLS = Registry("protocol")
@@ -186,7 +186,9 @@ def _pretrain_probe(ctx: RunContext) -> tuple[keras.Model, keras.Model]:
         projection = models.projection_head(encoder.output_shape[-1])
         pretrain_model = trainable([encoder, projection], "pretrain")
     done = _pretrained_weights(ctx)
-    if done.exists():  # Pretraining finished before an interruption: keep its result.
+    # Pretraining finished before an interruption: keep its result, if it reads through (a
+    # damaged file is reported and set aside, and pretraining is redone).
+    if readable_weights(done, what="finished pretraining's encoder weights"):
         encoder.load_weights(done)
     else:
         fit_phase(ctx, "pretrain", pretrain_model,
@@ -194,8 +196,7 @@ def _pretrain_probe(ctx: RunContext) -> tuple[keras.Model, keras.Model]:
                   ctx.train_images, ctx.train_labels, epochs=config.epochs,
                   views=PRETRAIN_PROBE.views, augment=ctx.augment,
                   class_balanced=PRETRAIN_PROBE.class_balanced)
-        with atomic_path(done) as staged:
-            encoder.save_weights(staged)
+        save_weights_atomic(encoder, done)
 
     # Features from a plain (undistributed) copy: no collective ops, any strategy.
     frozen = keras.models.clone_model(encoder)
