@@ -65,7 +65,7 @@ def multi_similarity_loss(
     return positive_term / alpha + negative_term / beta
 
 
-@register("multi_similarity", protocol="pretrain_probe", consumes="embeddings")
+@register("multi_similarity", consumes="embeddings")
 @keras.saving.register_keras_serializable(package="nodulelearn")
 class MultiSimilarity(base.NoduleLoss):
     """Multi-similarity loss; see :func:`multi_similarity_loss`.

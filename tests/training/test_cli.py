@@ -88,7 +88,7 @@ def test_bad_flags_give_clear_errors(tmp_path):
         from nodulelearn import losses
         from nodulelearn.losses import BinaryCrossEntropy
 
-        @losses.register("my_ce", protocol="end_to_end", consumes="logits")
+        @losses.register("my_ce", consumes="logits")
         class MyCE(BinaryCrossEntropy):
             pass
     """))

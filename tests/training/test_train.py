@@ -70,7 +70,7 @@ def test_interrupted_and_resumed_run_ends_with_the_uninterrupted_weights(tmp_pat
         ["pretrain", "1"], ["pretrain", "2"], ["probe", "1"], ["probe", "2"]]
 
 
-@losses.register("_nan_for_tests", protocol="end_to_end", consumes="logits")
+@losses.register("_nan_for_tests", consumes="logits")
 class _NaNLoss(keras.losses.Loss):
     def call(self, y_true, y_pred):
         return keras.ops.mean(y_pred, axis=-1) * float("nan")
