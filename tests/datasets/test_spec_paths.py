@@ -2,9 +2,15 @@
 
 import dataclasses
 import json
+import sys
 
 import numpy as np
 import pytest
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:
+    import tomli as tomllib
 
 from nodulelearn.datasets import (
     MODE_NAMES,
@@ -20,6 +26,7 @@ from nodulelearn.datasets import (
     spec_from_dict,
     sweepable_paths,
 )
+from nodulelearn.datasets.spec import presets_dir
 
 NUMERIC = [m for m in MODE_NAMES if m not in RENDER_VISIBILITY_MODES]
 
@@ -30,6 +37,28 @@ def test_default_visibility_is_left_out_of_the_dict():
         spec = load_spec(name)
         for mode, entry in spec.to_dict()["modes"].items():
             assert ("visibility" in entry) == (spec.modes[mode].visibility != 1.0)
+
+
+def _visibility_in_file(name):
+    """{mode: visibility} as the preset's own TOML file sets it (calibrated presets set some)."""
+    text = (presets_dir() / f"{name}.toml").read_text(encoding="utf-8")
+    modes = tomllib.loads(text).get("modes", {})
+    return {mode: entry["visibility"] for mode, entry in modes.items() if "visibility" in entry}
+
+
+def test_presets_have_default_visibility_unless_their_file_sets_one():
+    """The presets that set no visibility keep visibility 1 and dicts without it (old pixels)."""
+    uncalibrated = []
+    for name in preset_names():
+        spec, declared = load_spec(name), _visibility_in_file(name)
+        assert {m: spec.modes[m].visibility for m in declared} == declared, name
+        for mode, entry in spec.to_dict()["modes"].items():
+            if mode not in declared:
+                assert spec.modes[mode].visibility == 1.0, (name, mode)
+                assert "visibility" not in entry, (name, mode)
+        if not declared:
+            uncalibrated.append(name)
+    assert "clinical" in uncalibrated and "clinical_other_site" in uncalibrated
 
 
 def test_visibility_in_toml_round_trips(tmp_path):
