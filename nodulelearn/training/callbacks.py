@@ -14,6 +14,8 @@ Only public Keras API is used here (``save_weights``, ``load_weights``, ``optimi
 from __future__ import annotations
 
 import contextlib
+import csv
+import io
 import json
 import logging
 import math
@@ -210,7 +212,9 @@ class PhaseLog(keras.callbacks.Callback):
 
     Rows of epochs at or after ``start_epoch`` (left by a run killed between logging and backing
     up, or by a backup set aside) are dropped at the start, so the log always matches the backup.
-    Columns: ``epoch`` (0-based, as ``keras.callbacks.CSVLogger``), then the logs' keys sorted.
+    The columns are those of ``keras.callbacks.CSVLogger``: ``epoch`` (0-based), the logs' keys
+    sorted and, when no key is a validation one, ``val_<key>`` for each; a missing value is
+    written ``MISSING`` ("NA"), as CSVLogger does. ``history.csv`` keeps these cells as they are.
     """
 
     def __init__(self, path: str | Path, start_epoch: int):
@@ -220,10 +224,19 @@ class PhaseLog(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         self.rows.append({"epoch": epoch, **{k: _cell(v) for k, v in (logs or {}).items()}})
-        columns = ["epoch"] + sorted({k for row in self.rows for k in row} - {"epoch"})
-        lines = [",".join(columns)]
-        lines += [",".join(str(row.get(c, "")) for c in columns) for row in self.rows]
-        write_text_atomic(self.path, "\n".join(lines) + "\n")
+        keys = sorted({k for row in self.rows for k in row} - {"epoch"})
+        if not any(k.startswith("val_") for k in keys):
+            keys += [f"val_{k}" for k in keys]
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=["epoch", *keys], restval=MISSING,
+                                lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(self.rows)
+        write_text_atomic(self.path, buffer.getvalue())
+
+
+#: How a phase log (and so ``history.csv``) writes a missing value: ``CSVLogger``'s marker.
+MISSING = "NA"
 
 
 def _cell(value: Any) -> Any:
@@ -233,20 +246,28 @@ def _cell(value: Any) -> Any:
         return value
 
 
+def history_value(cell: str | None) -> float | None:
+    """A number of a phase log or ``history.csv`` cell; None for a missing one ("NA" or "")."""
+    if cell is None or cell in ("", MISSING):
+        return None
+    return float(cell)
+
+
 def read_csv_rows(path: str | Path) -> list[dict[str, str]]:
-    """Rows of a phase log (the last row of an epoch wins); [] if there is none."""
+    """Rows of a phase log, cells as written (the last row of an epoch wins); [] if none.
+
+    Rows with a missing or non-integer ``epoch`` (a line cut short) are skipped.
+    """
     path = Path(path)
     if not path.exists():
         return []
     rows: dict[int, dict[str, str]] = {}
-    header: list[str] = []
-    for line in path.read_text().splitlines():
-        cells = line.split(",")
-        if cells and cells[0] == "epoch":
-            header = cells
-        elif header and len(cells) == len(header):
+    with open(path, newline="") as f:
+        for row in csv.DictReader(f):
+            if None in row or None in row.values():  # more or fewer cells than the header
+                continue
             with contextlib.suppress(ValueError):
-                rows[int(cells[0])] = dict(zip(header, cells, strict=True))
+                rows[int(row["epoch"])] = row
     return [rows[k] for k in sorted(rows)]
 
 
