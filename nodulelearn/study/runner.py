@@ -182,7 +182,8 @@ def _default_train(config_fields: dict[str, Any], train_dir: Path, overwrite: bo
     if config.deterministic:  # seeded and deterministic ops, as bin/train sets them up
         set_determinism(config.seed)
     # verbose=0: the study logs one progress line per run instead of Keras' progress bars.
-    return train(config, str(train_dir), overwrite=overwrite, verbose=0)
+    trained = train(config, str(train_dir), overwrite=overwrite, verbose=0)
+    return trained.metrics if trained is not None else {}  # None: a non-chief worker
 
 
 class _PermutationAnalysis:
