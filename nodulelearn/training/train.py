@@ -19,15 +19,18 @@ from nodulelearn.determinism import require_determinism
 from nodulelearn.locks import hold_lock
 from nodulelearn.run_dir import (
     BACKUP,
+    CONFIG,
     ENCODER,
     METRICS,
     MODEL,
     SAVED_MODEL,
     STATUS,
     RunDirectory,
+    TrainedRun,
     atomic_export,
     atomic_save_model,
     atomic_write_json,
+    load_run,
 )
 from nodulelearn.training.augment import build_augment
 from nodulelearn.training.callbacks import event as file_event
@@ -49,7 +52,7 @@ def train(
     *,
     callbacks: Sequence[keras.callbacks.Callback] = (),
     verbose: Any = "auto",
-) -> dict[str, dict[str, Any]]:
+) -> TrainedRun | None:
     """Trains, exports and evaluates one run; resumes it when ``run_dir`` holds it unfinished.
 
     The data follow ``config.seed``; process-wide seeds and deterministic ops (``--deterministic``)
@@ -65,8 +68,11 @@ def train(
         verbose: Keras ``fit`` verbosity (progress bars by default).
 
     Returns:
-        ``metrics.json``: ``{test dist: {accuracy, sensitivity, specificity, balanced_accuracy,
-        auc, n}}`` (empty on a non-chief worker of a multi-worker run).
+        The finished run, as ``nodulelearn.load_run(run_dir)`` would load it: ``.model`` (the
+        exported classifier, image -> P(malignant)), ``.encoder``, ``.metrics`` (``metrics.json``:
+        ``{test dist: {accuracy, sensitivity, specificity, balanced_accuracy, auc, n}}``),
+        ``.config``, ``.run_dir``. None on a non-chief worker of a multi-worker run (the chief
+        alone writes the run directory).
 
     Raises:
         RunDirectoryError: ``run_dir`` holds another run and ``overwrite`` is False, or one of
@@ -97,8 +103,8 @@ def train(
         run.prepare(record, overwrite=overwrite)
         run.remove_stale_temporaries()
         if run.status()["state"] == "complete" and not overwrite:
-            log.info("%s already holds this complete run; returning its metrics.", run.path)
-            return run.read_json(METRICS)
+            log.info("%s already holds this complete run; returning it.", run.path)
+            return load_run(run.path)
         run.set_status("running")
         try:
             return _train_and_export(config, strategy, run, run, True, callbacks, verbose)
@@ -122,7 +128,7 @@ def _train_as_worker(config, strategy, run, index, overwrite, callbacks, verbose
     """A non-chief worker of a multi-worker run: trains in lockstep, writes only its scratch."""
     if run.status()["state"] == "complete" and not overwrite:
         # Every worker sees it (shared filesystem), so none waits for a training that never starts.
-        return {}
+        return None
     # Other workers keep their own backups beside the run directory, in a fixed place, so that a
     # restarted run resumes every worker from the same epoch.
     work = RunDirectory(run.path.parent / f".{run.path.name}.worker{index}")
@@ -130,7 +136,7 @@ def _train_as_worker(config, strategy, run, index, overwrite, callbacks, verbose
         shutil.rmtree(work.path, ignore_errors=True)
     _train_and_export(config, strategy, run, work, False, callbacks, verbose)
     shutil.rmtree(work.path, ignore_errors=True)
-    return {}
+    return None
 
 
 def _warn_if_one_class(labels: np.ndarray, dist: str) -> None:
@@ -163,7 +169,7 @@ def _train_and_export(config, strategy, run, work, is_chief, callbacks, verbose)
     values = hparams(config, protocol.name)
     encoder, classifier = protocol(ctx)
     if not is_chief:
-        return {}
+        return None
     # Every phase's rows, from the phase logs: a phase finished before an interruption (and not
     # re-run on resume) keeps its rows.
     run.write_history([row for phase in protocol.phases for row in read_phase_log(run, phase)])
@@ -181,4 +187,7 @@ def _train_and_export(config, strategy, run, work, is_chief, callbacks, verbose)
         write_hparams(run.logs, values, metrics, trial_id=run.path.name)
     run.set_status("complete")
     shutil.rmtree(run.path / BACKUP, ignore_errors=True)
-    return metrics
+    return TrainedRun(
+        run_dir=str(run.path), name=run.path.name, config=run.read_json(CONFIG), model=exported,
+        encoder=keras.saving.load_model(run.file(ENCODER)), test_dists=tuple(config.test_dists),
+        metrics=metrics)

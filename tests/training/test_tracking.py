@@ -23,8 +23,8 @@ REPO = Path(__file__).resolve().parents[2]
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     out = tmp_path_factory.mktemp("tracking") / "run"
-    metrics = train(TrainConfig(loss="ce", smoke=True, test_dists=("clinical",)), out, verbose=0)
-    return out, metrics
+    trained = train(TrainConfig(loss="ce", smoke=True, test_dists=("clinical",)), out, verbose=0)
+    return out, trained.metrics
 
 
 def _events(folder):

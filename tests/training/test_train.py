@@ -29,7 +29,11 @@ def _weights(run_dir):
 
 def test_end_to_end_run_writes_the_run_directory_and_is_not_redone(tmp_path):
     config = TrainConfig(loss="ce", smoke=True, test_dists=("clinical", "margin_size_reversed"))
-    metrics = train(config, tmp_path / "run", verbose=0)
+    trained = train(config, tmp_path / "run", verbose=0)
+    metrics = trained.metrics
+    assert metrics == json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert trained.run_dir == str(tmp_path / "run") and trained.encoder is not None
+    assert trained.config == json.loads((tmp_path / "run" / "config.json").read_text())
     files = {p.name for p in (tmp_path / "run").iterdir()}
     assert {"config.json", "model.keras", "encoder.keras", "history.csv", "metrics.json",
             "logs", "saved_model", "status.json"} <= files
@@ -44,8 +48,12 @@ def test_end_to_end_run_writes_the_run_directory_and_is_not_redone(tmp_path):
 
     model = keras.saving.load_model(tmp_path / "run" / "model.keras")
     assert model.output_shape == (None, 1)
+    images = np.random.default_rng(0).random((4, *model.input_shape[1:]), dtype=np.float32)
+    np.testing.assert_array_equal(trained.model.predict(images, verbose=0),  # the exported one
+                                  model.predict(images, verbose=0))
     mtime = (tmp_path / "run" / "model.keras").stat().st_mtime_ns
-    assert train(config, tmp_path / "run", verbose=0) == metrics  # complete: returned, not redone
+    again = train(config, tmp_path / "run", verbose=0)  # complete: returned, not redone
+    assert again.metrics == metrics and again.model.output_shape == (None, 1)
     assert (tmp_path / "run" / "model.keras").stat().st_mtime_ns == mtime
 
 
