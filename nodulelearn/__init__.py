@@ -28,8 +28,8 @@ EXPORTS: dict[str, str] = {
     "TrainConfig": "nodulelearn.training",
     "train": "nodulelearn.training",
     "evaluate_model": "nodulelearn.training",
-    # a finished run, for the analysis: classifier, encoder, config
-    "load_run": "nodulelearn.sensitivity",
+    # a finished run, for the analysis: classifier, encoder, config, metrics (what train returns)
+    "load_run": "nodulelearn.run_dir",
     # the sensitivity analysis
     "permutation_sensitivity": "nodulelearn.sensitivity",
     "partial_dependence": "nodulelearn.sensitivity",

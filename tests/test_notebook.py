@@ -8,6 +8,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -40,8 +41,14 @@ def test_readme_example_trains_analyses_and_gives_a_dataframe(tmp_path, monkeypa
     varying = table[table["varies"]]
     assert abs(varying["reliance"].sum() - 1.0) < 1e-6  # reliance shares over the modes
     assert ((table["flip_rate"].dropna() >= 0) & (table["flip_rate"].dropna() <= 1)).all()
-    assert set(namespace["metrics"]) >= {"margin_size"}  # evaluated on its training distribution
+    run = namespace["run"]  # what train() returned: the trained run, used without reloading
+    assert set(run.metrics) >= {"margin_size"}  # evaluated on its training distribution
     assert (tmp_path / "runs" / "ce" / "model.keras").is_file()
+    reloaded = nodulelearn.load_run(tmp_path / "runs" / "ce")
+    assert reloaded.metrics == run.metrics and reloaded.config == run.config
+    for a, b in zip(run.model.get_weights(), reloaded.model.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert table["distribution"].eq("margin_size").all()
     assert tuple(namespace["images"].shape) == (16, 64, 64, 1) and namespace["labels"].shape == (16,)
     assert "reliance" in capsys.readouterr().out
 

@@ -2,7 +2,8 @@
 
 >>> from nodulelearn.training import TrainConfig, set_determinism, train
 >>> set_determinism(0)  # doctest: +SKIP
->>> metrics = train(TrainConfig(loss="ce", smoke=True), "runs/ce-smoke")  # doctest: +SKIP
+>>> run = train(TrainConfig(loss="ce", smoke=True), "runs/ce-smoke")  # doctest: +SKIP
+>>> run.metrics["clinical"]["auc"], run.model  # doctest: +SKIP
 
 The names below are imported on first use: ``from nodulelearn.training import STRATEGIES`` (for
 a binary's ``--help``) imports no TensorFlow.
