@@ -262,7 +262,7 @@ def test_launcher_runs_a_script_under_the_command_name(tmp_path, entry, prog):
     assert result.returncode == 1 and "Unknown command line flag 'nmae'" in result.stderr
 
 
-@pytest.mark.parametrize("subcommand", ["train", "evaluate", "probe"])
+@pytest.mark.parametrize("subcommand", ["train", "evaluate", "probe", "export", "preview", "study"])
 def test_subcommand_help_imports_no_tensorflow(subcommand):
     """`nodulelearn train --help` answers in well under a second: nothing heavy is imported."""
     result, heavy = _heavy_modules_after([subcommand, "--help"])
