@@ -38,9 +38,7 @@ def test_the_adapters_read_what_keras_keeps():
         keras_compat.inbound_nodes(object())
 
 
-#: Files that still touch a private Keras API directly; each must go through keras_compat
-#: (remove it from here when it does).
-STILL_DIRECT = {"sensitivity/saliency_maps.py"}
+#: Private Keras names that only keras_compat may spell.
 PRIVATE = ("_inbound_nodes", "_operations", "_maybe_symbolic_build", "_symbolic_build",
            "_distribute_strategy", "keras.src")
 
@@ -51,5 +49,4 @@ def test_private_keras_apis_are_used_only_through_the_adapter():
     package = pathlib.Path(keras_compat.__file__).parent
     direct = {str(p.relative_to(package)) for p in package.rglob("*.py")
               if p.name != "keras_compat.py" and any(n in p.read_text() for n in PRIVATE)}
-    assert direct - STILL_DIRECT == set(), "a private Keras API used outside keras_compat"
-    assert STILL_DIRECT - direct == set(), "now through keras_compat: remove it from the list"
+    assert direct == set(), f"a private Keras API used outside keras_compat, in {sorted(direct)}"

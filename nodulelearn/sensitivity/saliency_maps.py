@@ -23,6 +23,8 @@ import numpy as np
 from tf_explain.core.grad_cam import GradCAM
 from tf_explain.core.occlusion_sensitivity import OcclusionSensitivity
 
+from nodulelearn import keras_compat
+
 logger = logging.getLogger(__name__)
 
 TARGET_LAYER = "gradcam_features"
@@ -41,7 +43,7 @@ def _is_4d(layer) -> bool:
 
 def _single_node_tensors(layer):
     """The input and output KerasTensors of ``layer``'s one call inside its parent model."""
-    nodes = layer._inbound_nodes  # Keras 3 keeps the call nodes here (no public accessor)
+    nodes = keras_compat.inbound_nodes(layer)
     if len(nodes) != 1 or len(nodes[0].input_tensors) != 1 or len(nodes[0].outputs) != 1:
         raise SaliencyUnavailable(
             f"the nested model {layer.name!r} is called more than once or with several tensors"
@@ -61,7 +63,7 @@ def gradcam_model(model: keras.Model) -> tuple[keras.Model, str]:
     Raises:
         SaliencyUnavailable: not a functional model, no 4-D layer, or not rebuildable.
     """
-    if not isinstance(model, keras.Model) or not getattr(model, "_operations", None) or not getattr(
+    if not isinstance(model, keras.Model) or not keras_compat.operations(model) or not getattr(
         model, "inputs", None
     ):
         raise SaliencyUnavailable(
