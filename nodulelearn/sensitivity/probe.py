@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
+from nodulelearn import run_dir as run_layout
 from nodulelearn.datasets import load_spec, sample_factors, spec_at_image_size
 from nodulelearn.model_io import check_input_shape, model_image_size
 from nodulelearn.sensitivity import comparison, figures, report
@@ -442,7 +443,7 @@ def study_run_dirs(study_dir: str, run_ids=None) -> dict[str, str]:
         raise ModelLoadError(f"Not a study directory: {str(study_dir)!r} has no {STUDY_RUNS}/ "
                              "folder. Pass a study's --out.")
     finished = sorted(d.name for d in runs.iterdir()
-                      if (d / STUDY_TRAIN / "model.keras").is_file())
+                      if (d / STUDY_TRAIN / run_layout.MODEL).is_file())
     if run_ids is None:
         if not finished:
             raise ModelLoadError(f"The study {str(study_dir)!r} has no finished run yet.")
