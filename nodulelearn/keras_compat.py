@@ -7,7 +7,7 @@ nodulelearn needs three things Keras 3 offers no public API for:
   ``_symbolic_build``), which the training model overrides to work around keras-team/keras#20585
   under ``MultiWorkerMirroredStrategy`` (``nodulelearn.training.fitting``);
 - a functional model's operations and a layer's call nodes (``_operations``,
-  ``_inbound_nodes``), to rebuild a model for Grad-CAM (``nodulelearn.sensitivity.saliency``).
+  ``_inbound_nodes``), to rebuild a model for Grad-CAM (``nodulelearn.sensitivity.saliency_maps``).
 
 They were written for the Keras major version ``TESTED_MAJOR``; :func:`check` says, in one
 message, which of them the installed Keras lacks. Imports Keras only when used.
