@@ -8,18 +8,17 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from matplotlib.figure import Figure
+
 from nodulelearn.atomic_files import save_figure_atomic
 from nodulelearn.study.spec import StudySpec
 from nodulelearn.study.summary import encoding_estimates, metric_estimates, reliance_estimates
 
 
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")  # files only, no display
-    import matplotlib.pyplot as plt
-
-    return plt
+def _subplots(*args, figsize, **kwargs):
+    # A bare Figure, not pyplot: no backend is chosen or switched, and it renders headless.
+    fig = Figure(figsize=figsize)
+    return fig, fig.subplots(*args, **kwargs)
 
 
 def _id_test(rows: Sequence[Mapping[str, Any]], train: str) -> str | None:
@@ -34,13 +33,32 @@ def reliance_heatmap(
     *,
     encoding_rows: Sequence[Mapping[str, Any]] = (),
 ) -> Path | None:
-    """Loss x mode mean reliance on the in-distribution test set, one panel per training dist;
-    with ``encoding_rows``, the loss x mode encoding (normalised) in a panel below each.
+    """Writes ``reliance_heatmap_figure`` to ``path``.
 
     Returns:
         The written path, or ``None`` if there is nothing to draw.
     """
+    fig = reliance_heatmap_figure(study, sens_rows, encoding_rows=encoding_rows)
+    return None if fig is None else save_figure_atomic(path, fig)
+
+
+def reliance_heatmap_figure(
+    study: StudySpec,
+    sens_rows: Sequence[Mapping[str, Any]],
+    *,
+    encoding_rows: Sequence[Mapping[str, Any]] = (),
+) -> Figure | None:
+    """Loss x mode mean reliance on the in-distribution test set, one panel per training dist;
+    with ``encoding_rows``, the loss x mode encoding (normalised) in a panel below each.
+
+    Reliance columns: every analysed mode, the ``nuisance`` pseudo-mode included (what no mode
+    explains); encoding columns: the modes (nuisance is not a factor a read-out can decode).
+
+    Returns:
+        The figure, or ``None`` if there is nothing to draw.
+    """
     from nodulelearn.datasets import MODE_NAMES
+    from nodulelearn.sensitivity import ANALYSED_MODES
 
     rel = reliance_estimates(sens_rows)
     enc = encoding_estimates(encoding_rows)
@@ -52,31 +70,31 @@ def reliance_heatmap(
             panels.append((entry.id, test, losses))
     if not panels:
         return None
-    modes = list(MODE_NAMES)
-    # Pseudo-modes the analysis adds (e.g. "nuisance") get a column too.
-    extra = {m for cells in rel.values() for m in cells} - set(modes)
-    modes += sorted(extra)
-    rows = [("reliance", lambda train, test, loss: rel.get((train, test, loss), {}))]
+    modes = list(ANALYSED_MODES)
+    # A pseudo-mode a newer analysis adds gets a column too, rather than being dropped.
+    modes += sorted({m for cells in rel.values() for m in cells} - set(modes))
+    rows = [("reliance", modes, lambda train, test, loss: rel.get((train, test, loss), {}))]
     if any((train, loss) in enc for train, _, losses in panels for loss in losses):
-        rows.append(("encoding", lambda train, test, loss: enc.get((train, loss), {})))
-    plt = _pyplot()
+        rows.append(
+            ("encoding", list(MODE_NAMES), lambda train, test, loss: enc.get((train, loss), {}))
+        )
     height = 1.4 + 0.45 * max(len(p[2]) for p in panels)
-    fig, axes = plt.subplots(
+    fig, axes = _subplots(
         len(rows), len(panels), figsize=(1.0 + 0.75 * len(modes) * len(panels), height * len(rows)),
         squeeze=False,
     )  # fmt: skip
     image = None
-    for r, (kind, cells_of) in enumerate(rows):
+    for r, (kind, columns, cells_of) in enumerate(rows):
         for k, (ax, (train, test, losses)) in enumerate(zip(axes[r], panels, strict=True)):
             cells = [cells_of(train, test, loss) for loss in losses]
-            grid = [[c[m].mean if m in c else math.nan for m in modes] for c in cells]
+            grid = [[c[m].mean if m in c else math.nan for m in columns] for c in cells]
             image = ax.imshow(grid, vmin=0.0, vmax=1.0, cmap="viridis", aspect="auto")
             for i, row in enumerate(grid):
                 for j, value in enumerate(row):
                     if math.isfinite(value):
                         ax.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize=7,
                                 color="white" if value < 0.6 else "black")
-            ax.set_xticks(range(len(modes)), modes, rotation=45, ha="right")
+            ax.set_xticks(range(len(columns)), columns, rotation=45, ha="right")
             # Panels with the losses of the panel on their left leave the names to it.
             same = k > 0 and losses == panels[k - 1][2]
             ax.set_yticks(range(len(losses)), [] if same else losses)
@@ -86,7 +104,7 @@ def reliance_heatmap(
         image, ax=axes.ravel().tolist(),
         label="reliance (share of mean |ΔP|) / encoding (normalized)", shrink=0.9,
     )  # fmt: skip
-    return save_figure_atomic(path, fig)
+    return fig
 
 
 def ood_accuracy_plot(
@@ -113,8 +131,7 @@ def ood_accuracy_plot(
             panels.append((entry.id, tests, losses))
     if not panels:
         return None
-    plt = _pyplot()
-    fig, axes = plt.subplots(
+    fig, axes = _subplots(
         1, len(panels), figsize=(4.5 * len(panels), 3.6), squeeze=False, sharey=True
     )
     for ax, (train, tests, losses) in zip(axes[0], panels, strict=True):

@@ -2,7 +2,8 @@
 
 ``sweep.csv``: one row per run x test set of every swept entry: the loss, the base entry, one
 column per swept spec path, the seed, the test set and its role, accuracy and AUC, the reliance on
-every mode (``reliance_<mode>``, from the sensitivity analysis on that test set) and, on the
+analysed mode, ``nuisance`` included (``reliance_<mode>``, from the sensitivity analysis on that
+test set) and, on the
 conflict test set, the shortcut bias.
 
 Shortcut bias (after Hermann et al. 2023, "On the foundations of shortcut learning", Fig. 2): on
@@ -32,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from matplotlib.figure import Figure
 
 from nodulelearn.atomic_files import save_figure_atomic, write_csv_atomic
 from nodulelearn.study import stats
@@ -123,7 +125,7 @@ def _float(value: Any) -> float:
 
 def sweep_rows(study: StudySpec, records: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """The rows of sweep.csv (module docstring), from the records of the finished runs."""
-    from nodulelearn.datasets import MODE_NAMES
+    from nodulelearn.sensitivity import ANALYSED_MODES
 
     entries = {e.id: e for e in study.train if e.point}
     paths = swept_paths(study)
@@ -146,7 +148,7 @@ def sweep_rows(study: StudySpec, records: Sequence[Mapping[str, Any]]) -> list[d
             }  # fmt: skip
             sens = record["sensitivity"].get(test["label"])
             by_mode = {m["mode"]: m for m in (sens or {}).get("modes", [])}
-            for mode in MODE_NAMES:
+            for mode in ANALYSED_MODES:
                 cell = by_mode.get(mode, {})
                 row[f"reliance_{mode}"] = cell.get("reliance", "")
                 row[f"reliance_{mode}_lo"] = cell.get("reliance_ci_low", "")
@@ -160,13 +162,10 @@ def sweep_rows(study: StudySpec, records: Sequence[Mapping[str, Any]]) -> list[d
     return rows
 
 
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+def _subplots(*args, figsize, **kwargs):
+    # A bare Figure, not pyplot: no backend is chosen or switched, and it renders headless.
+    fig = Figure(figsize=figsize)
+    return fig, fig.subplots(*args, **kwargs)
 
 
 def _estimate(rows, key: str, metric: str = "") -> stats.Estimate:
@@ -218,9 +217,8 @@ def curves_figure(study: StudySpec, rows: Sequence[Mapping[str, Any]], path: str
                 panels.append((base, loss, outer, x_path, x_values))
     if not panels:
         return None
-    plt = _pyplot()
     n_cols = 2 * max(len(p[2]) for p in panels)
-    fig, grid = plt.subplots(len(panels), n_cols, figsize=(3.2 * n_cols, 2.6 * len(panels)),
+    fig, grid = _subplots(len(panels), n_cols, figsize=(3.2 * n_cols, 2.6 * len(panels)),
                              squeeze=False)
     for i, (base, loss, outer, x_path, x_values) in enumerate(panels):
         numeric = _numeric(x_values)
@@ -296,8 +294,7 @@ def bias_figure(study: StudySpec, rows: Sequence[Mapping[str, Any]], path: str |
                 panels.append((base, loss, axes, mine))
     if not panels:
         return None
-    plt = _pyplot()
-    fig, grid = plt.subplots(1, len(panels), figsize=(3.6 * len(panels), 3.4), squeeze=False)
+    fig, grid = _subplots(1, len(panels), figsize=(3.6 * len(panels), 3.4), squeeze=False)
     image = None
     for ax, (base, loss, axes, mine) in zip(grid[0], panels, strict=True):
         (y_path, y_values), (x_path, x_values) = axes

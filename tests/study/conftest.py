@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from nodulelearn import run_dir as run_layout
+
 TINY_TRAIN = """\
 name = "tiny_train"
 image_size = 32
@@ -52,6 +54,7 @@ dist = "tiny_train.toml"
 ood = ["tiny_ood.toml"]
 """
 MODES = ("margin", "size", "texture", "calcification", "contrast", "position", "noise", "vessels")
+ANALYSED = (*MODES, "nuisance")  # what permutation_sensitivity analyses (ANALYSED_MODES)
 
 
 def write_tiny_study(directory: Path, *, seeds=(0, 1), budget: str = "") -> Path:
@@ -82,9 +85,10 @@ class FakeStages:
         self.recoverability_calls: list[tuple[str, tuple[str, ...]]] = []
 
     def train(self, fields, train_dir: Path, overwrite: bool) -> dict:
-        if (train_dir / "metrics.json").is_file() and not overwrite:  # like train(): complete
+        done = train_dir / run_layout.METRICS
+        if done.is_file() and not overwrite:  # like train(): complete
             self.reused.append(str(train_dir))
-            return json.loads((train_dir / "metrics.json").read_text())
+            return json.loads(done.read_text())
         self.train_calls.append(str(train_dir))
         train_dir.mkdir(parents=True, exist_ok=True)
         metrics = {}
@@ -94,16 +98,19 @@ class FakeStages:
                 "accuracy": acc, "sensitivity": acc, "specificity": acc,
                 "balanced_accuracy": acc, "auc": min(1.0, acc + 0.05), "n": 64,
             }  # fmt: skip
-        (train_dir / "model.keras").write_bytes(b"stand-in")
-        (train_dir / "metrics.json").write_text(json.dumps(metrics))
+        # No encoder.keras: a study run without stand-in encoding stages skips the real encoding
+        # analysis for this run (with a warning) instead of loading a stand-in file.
+        (train_dir / run_layout.MODEL).write_bytes(b"stand-in")
+        (train_dir / run_layout.METRICS).write_text(json.dumps(metrics))
         return metrics
 
     def sensitivity(self, train_dir, dist_ref, *, n, repeats, seed, batch_size) -> dict:
         self.sensitivity_calls.append((str(train_dir), dist_ref))
-        weights = [_unit(str(train_dir.parent.name), dist_ref, m) for m in MODES]
+        # The real analysis adds the "nuisance" pseudo-mode (re-rendered noise) to the modes.
+        weights = [_unit(str(train_dir.parent.name), dist_ref, m) for m in ANALYSED]
         total = sum(weights)
         modes = []
-        for mode, w in zip(MODES, weights, strict=True):
+        for mode, w in zip(ANALYSED, weights, strict=True):
             share = w / total
             modes.append({
                 "mode": mode, "varies": True, "delta_accuracy": w / 4, "mean_abs_delta_p": w / 5,

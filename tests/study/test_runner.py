@@ -7,6 +7,7 @@ import logging
 
 import pytest
 
+from nodulelearn.sensitivity import ANALYSED_MODES
 from nodulelearn.study import StudyError, aggregate_study, load_study, run_study
 from nodulelearn.study.aggregate import OUTPUTS, read_study_file
 
@@ -52,7 +53,8 @@ def test_runs_every_run_and_aggregates(study, tmp_path, fake_stages):
         ("tiny_train", "id"), ("tiny_ood", "ood")
     }
     sens = _rows(out / "sensitivity.csv")
-    assert len(sens) == 4 * 2 * 8
+    assert len(sens) == 4 * 2 * len(ANALYSED_MODES)  # runs x test sets x modes and nuisance
+    assert {r["mode"] for r in sens} == set(ANALYSED_MODES)
     assert {"mode", "reliance", "reliance_ci_low", "baseline_accuracy"} <= set(sens[0])
     assert read_study_file(out).to_dict() == study.to_dict()
     # encoding of every mode of every run, measured on the decorrelated training distribution
@@ -78,6 +80,10 @@ def test_runs_every_run_and_aggregates(study, tmp_path, fake_stages):
     row = next(line for line in learned.splitlines() if line.startswith("| ce | margin | "))
     reliance_cell, encoding_cell = row.split(" | ")[2:4]
     assert " ± " in reliance_cell and encoding_cell.startswith(f"{mean:.2f} ± ")
+    # the nuisance pseudo-mode has a reliance (what no mode explains) and no encoding
+    nuisance = next(line for line in learned.splitlines() if line.startswith("| ce | nuisance | "))
+    assert " ± " in nuisance.split(" | ")[2] and " ± " not in nuisance.split(" | ")[3]
+    assert out / "report.html" in agg.written and "Summary" in (out / "report.html").read_text()
     assert "Runs finished: 4 of 4" in summary and "## Trained on `tiny`" in summary
     assert "| tiny_ood (OOD) | supcon | 2 |" in summary
 

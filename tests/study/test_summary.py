@@ -109,3 +109,48 @@ def test_top_modes_rank_and_mark_ties():
     assert text.endswith("; size 0.05 [0.02, 0.08]")  # clearly below margin: no mark
     negligible = {"size": estimate([0.97]), "margin": estimate([0.02]), "noise": estimate([0.01])}
     assert top_modes_text(negligible) == "size 0.97"  # modes under 5% are not listed
+
+
+def _reliance_rows(nuisance_share=0.30):
+    """Planted sensitivity.csv rows, one seed: nuisance takes ``nuisance_share``, margin 0.40 and
+    the other modes share the rest equally."""
+    from nodulelearn.sensitivity import ANALYSED_MODES
+
+    others = [m for m in ANALYSED_MODES if m not in ("margin", "nuisance")]
+    share = {"margin": 0.40, "nuisance": nuisance_share}
+    share |= {m: (1.0 - 0.40 - nuisance_share) / len(others) for m in others}
+    return [
+        {"run_id": f"{loss}__d__s0", "loss": loss, "train_dist": "d", "seed": 0,
+         "test_dist": test, "role": role, "mode": mode, "reliance": value,
+         "reliance_ci_low": value - 0.02, "reliance_ci_high": value + 0.02}
+        for loss in ("a", "b", "c") for test, role in (("d", "id"), ("o", "ood"))
+        for mode, value in share.items()
+    ]  # fmt: skip
+
+
+def test_reliance_tables_and_heatmap_include_nuisance():
+    from nodulelearn.datasets import MODE_NAMES
+    from nodulelearn.sensitivity import ANALYSED_MODES
+    from nodulelearn.study.figures import reliance_heatmap_figure
+
+    sens = _reliance_rows()
+    text = summary_markdown(STUDY, _rows(seeds=(0,), accuracy={k: v[:1] for k, v in
+                                                               ACCURACY.items()}),
+                            sens, finished=3, missing=[])  # fmt: skip
+    top = _line(text, "| d (ID) | a | margin ")  # the top-modes table, not the results table
+    assert top.startswith("| d (ID) | a | margin 0.40 [0.38, 0.42]; nuisance 0.30 [0.28, 0.32]")
+    encoding = [
+        {"run_id": f"{loss}__d__s0", "loss": loss, "train_dist": "d", "seed": 0, "mode": mode,
+         "normalized": 0.5} for loss in ("a", "b", "c") for mode in MODE_NAMES
+    ]  # fmt: skip
+    fig = reliance_heatmap_figure(STUDY, sens, encoding_rows=encoding)
+    reliance_ax, encoding_ax = fig.axes[:2]
+    assert [t.get_text() for t in reliance_ax.get_xticklabels()] == list(ANALYSED_MODES)
+    assert [t.get_text() for t in encoding_ax.get_xticklabels()] == list(MODE_NAMES)
+    column = list(ANALYSED_MODES).index("nuisance")
+    cells = {(round(t.get_position()[0]), t.get_text()) for t in reliance_ax.texts}
+    assert (column, "0.30") in cells  # the nuisance share is drawn, in its own column
+    # without the nuisance record (an older analysis), its column is empty, not shifted
+    older = [r for r in sens if r["mode"] != "nuisance"]
+    fig = reliance_heatmap_figure(STUDY, older)
+    assert all(round(t.get_position()[0]) != column for t in fig.axes[0].texts)
