@@ -11,9 +11,10 @@ varies independently of the label). Its aggregation writes:
   trains the classifier, normalised to [0, 1]: the mean of the validation accuracy over those
   epochs (each epoch a step of width 1/E). A mode learned at once scores near its final accuracy,
   one learned late scores lower, which ranks modes that all end near 1 (Hermann et al. 2023 use
-  the same idea). For end-to-end losses the phase is training itself; for pretrain_probe losses
-  it is the linear probe on the frozen encoder (the pretraining phase has no classifier), so
-  their curve_auc says how quickly a linear probe reads the mode off the features;
+  the same idea). For losses trained in one phase it is training itself; for losses whose
+  protocol pretrains an encoder and then fits a linear probe, it is the probe on the frozen
+  encoder (the pretraining phase has no classifier), so their curve_auc says how quickly a
+  linear probe reads the mode off the features;
 * ``mode`` (the distribution's one predictive mode), ``train_dist`` (its ``[train.<id>]`` key: a
   mode may appear twice, e.g. at its default look and at a calibrated one), ``seeds`` (how many),
   ``epochs`` (of that phase).
@@ -32,6 +33,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from nodulelearn import run_dir as run_layout
 from nodulelearn.atomic_files import save_figure_atomic, write_csv_atomic
 from nodulelearn.study import stats
 from nodulelearn.study.spec import StudyError, StudySpec
@@ -102,10 +104,10 @@ def availability_rows(
     for record in records:
         mode = predictive_mode(dists[record["train_dist"]])
         id_test = next(t["label"] for t in record["tests"] if t["role"] == "id")
-        curve = val_curve(run_dir(out_dir, record["run_id"]) / "train" / "history.csv")
+        curve = val_curve(run_dir(out_dir, record["run_id"]) / "train" / run_layout.HISTORY)
         if not curve:
-            log.warning("Run %s has no validation-accuracy curve in its history.csv; its "
-                        "curve_auc is left out.", record["run_id"])
+            log.warning("Run %s has no validation-accuracy curve in its %s; its curve_auc is "
+                        "left out.", record["run_id"], run_layout.HISTORY)
         cell = cells.setdefault((record["loss"], record["train_dist"]), {
             "mode": mode, "accuracy": [], "curve_auc": [], "epochs": 0})
         cell["accuracy"].append(record["metrics"][id_test]["accuracy"])
@@ -129,10 +131,7 @@ def availability_figure(rows: Sequence[Mapping[str, Any]], path: str | Path) -> 
     """availability.png: accuracy and curve_auc per mode (by mean curve_auc), a bar per loss."""
     if not rows:
         return None
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # not pyplot: no backend is chosen or switched
 
     def value(row, key):
         v = row[key]
@@ -143,7 +142,8 @@ def availability_figure(rows: Sequence[Mapping[str, Any]], path: str | Path) -> 
     score = {m: [value(r, "curve_auc") for r in rows if r["train_dist"] == m] for m in modes}
     modes.sort(key=lambda m: -sum(v for v in score[m] if math.isfinite(v)) / max(
         1, sum(math.isfinite(v) for v in score[m])))
-    fig, axes = plt.subplots(1, 2, figsize=(2.0 + 0.9 * len(modes) * 2, 3.4), sharey=True)
+    fig = Figure(figsize=(2.0 + 0.9 * len(modes) * 2, 3.4))
+    axes = fig.subplots(1, 2, sharey=True)
     width = 0.8 / len(losses)
     for ax, key, label in ((axes[0], "accuracy", "ID accuracy (alone)"),
                            (axes[1], "curve_auc", "val-accuracy curve AUC")):
