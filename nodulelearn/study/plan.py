@@ -127,8 +127,8 @@ def shard_runs(runs: Sequence[Run], index: int, count: int) -> list[Run]:
 def train_config_fields(study: StudySpec, run: Run) -> dict[str, Any]:
     """Keyword arguments of ``TrainConfig`` for one run: the study's budget plus the run's own.
 
-    ``probe_epochs`` is dropped for losses trained end to end: it is the linear-probe phase of the
-    pretrain_probe protocol, which they do not have (TrainConfig rejects it for them).
+    ``probe_epochs`` is dropped for losses whose protocol has no linear-probe phase (those
+    trained in one phase): TrainConfig rejects it for them.
 
     Raises:
         StudyError: the run is a sweep point of a study not expanded by ``sweep.expand_study``
@@ -157,8 +157,4 @@ def _uses_probe_epochs(loss: str) -> bool:
     """Whether the protocol that trains ``loss`` has a linear-probe phase (``probe_epochs``)."""
     from nodulelearn.training import protocols
 
-    if hasattr(protocols, "protocol_for"):  # protocols chosen from what a loss consumes
-        return protocols.protocol_for(loss).uses("probe_epochs")
-    from nodulelearn import losses
-
-    return losses.info(loss).protocol == "pretrain_probe"
+    return protocols.protocol_for(loss).uses("probe_epochs")

@@ -23,7 +23,7 @@ A study is a TOML file (or the name of a packaged preset, ``nodulelearn/study/pr
     temperature = 0.5
 
     [train.margin_size] # one table per training distribution (key: preset name, or set `dist`)
-    ood = ["margin_size_flip", "margin_only"]   # its out-of-distribution test sets
+    ood = ["margin_size_decorrelated", "size_margin_decorrelated"]  # its OOD test sets
 
     [train.margin_noise]
     core = "margin"     # optional: the pair's core and shortcut modes (sweep figures, bias)
