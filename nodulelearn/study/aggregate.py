@@ -12,6 +12,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from nodulelearn import html_report
 from nodulelearn.atomic_files import write_csv_atomic, write_text_atomic
 from nodulelearn.study import records
 from nodulelearn.study.availability import (
@@ -30,6 +31,7 @@ log = logging.getLogger(__name__)
 
 OUTPUTS = (
     "results.csv", "sensitivity.csv", "encoding.csv", "summary.md", "heatmap.png", "ood.png",
+    "report.html",
 )  # fmt: skip
 
 
@@ -108,7 +110,8 @@ def collect(study: StudySpec, out_dir: str | Path) -> Aggregate:
 
 
 def aggregate_study(study: StudySpec, out_dir: str | Path) -> Aggregate:
-    """Writes results.csv, sensitivity.csv, encoding.csv, summary.md, heatmap.png and ood.png.
+    """Writes results.csv, sensitivity.csv, encoding.csv, summary.md, heatmap.png, ood.png (and a
+    sweep's or availability study's own outputs), then report.html embedding them.
 
     Args:
         study: the validated study.
@@ -177,6 +180,7 @@ def aggregate_study(study: StudySpec, out_dir: str | Path) -> Aggregate:
             written.append(figure)
     written += write_sweep_outputs(study, agg.records, out_dir)
     written += write_availability_outputs(study, agg.records, out_dir)
+    written.append(html_report.study_report(out_dir))  # last: it embeds everything above
     agg.written = written
     log.info(
         "Aggregated %d of %d run(s) into %s",
