@@ -209,6 +209,8 @@ def test_sweep_runs_resumes_and_writes_its_outputs(tmp_path, tiny_study_files, f
         else:
             assert row["shortcut_bias"] == ""
         assert 0.0 <= float(row["reliance_size"]) <= 1.0
+        # the nuisance pseudo-mode has its columns too (what no mode explains)
+        assert 0.0 < float(row["reliance_nuisance"]) <= float(row["reliance_nuisance_hi"])
     assert (out / "curves.png").stat().st_size > 0
     assert not (out / "bias.png").exists()  # a 1-D sweep has no grid
 
