@@ -6,17 +6,20 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
-
-from matplotlib.figure import Figure
+from typing import TYPE_CHECKING, Any
 
 from nodulelearn.atomic_files import save_figure_atomic
 from nodulelearn.study.spec import StudySpec
 from nodulelearn.study.summary import encoding_estimates, metric_estimates, reliance_estimates
 
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
 
 def _subplots(*args, figsize, **kwargs):
     # A bare Figure, not pyplot: no backend is chosen or switched, and it renders headless.
+    from matplotlib.figure import Figure  # here: importing the study needs no matplotlib
+
     fig = Figure(figsize=figsize)
     return fig, fig.subplots(*args, **kwargs)
 

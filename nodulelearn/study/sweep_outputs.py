@@ -33,7 +33,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from matplotlib.figure import Figure
 
 from nodulelearn.atomic_files import save_figure_atomic, write_csv_atomic
 from nodulelearn.study import stats
@@ -164,6 +163,8 @@ def sweep_rows(study: StudySpec, records: Sequence[Mapping[str, Any]]) -> list[d
 
 def _subplots(*args, figsize, **kwargs):
     # A bare Figure, not pyplot: no backend is chosen or switched, and it renders headless.
+    from matplotlib.figure import Figure  # here: importing the study needs no matplotlib
+
     fig = Figure(figsize=figsize)
     return fig, fig.subplots(*args, **kwargs)
 
