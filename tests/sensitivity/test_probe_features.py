@@ -137,3 +137,16 @@ def test_run_distributions_are_rendered_at_the_runs_image_size(tmp_path, make_ru
                         recover_dists=[])
     assert list(results) == ["clinical"]
     assert results["clinical"]["baseline"]["n"] == 32
+
+
+def test_bin_refuses_an_out_that_is_a_file_before_any_work(tmp_path):
+    blocker = tmp_path / "afile"
+    blocker.write_text("x")
+    # The model does not exist: the --out check must come first, so no model is ever loaded.
+    proc = _probe(f"--model={tmp_path / 'absent.keras'}", "--dist=clinical", *SMALL,
+                  f"--out={blocker}")
+    assert proc.returncode != 0
+    errors = [line for line in proc.stderr.splitlines() if "error:" in line]
+    assert len(errors) == 1 and str(blocker) in errors[0] and "a file is in the way" in errors[0]
+    assert "absent.keras" not in proc.stderr and "Traceback" not in proc.stderr
+    assert blocker.read_text() == "x"
