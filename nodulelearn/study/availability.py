@@ -85,12 +85,14 @@ def val_curve(history_csv: str | Path) -> list[float]:
     path = Path(history_csv)
     if not path.is_file():
         return []
+    from nodulelearn.training.callbacks import history_value  # "NA" and "" are both missing
+
     with open(path, newline="") as f:
-        rows = [r for r in csv.DictReader(f) if r.get("val_accuracy") not in (None, "")]
+        rows = [r for r in csv.DictReader(f) if history_value(r.get("val_accuracy")) is not None]
     if not rows:
         return []
     last_phase = rows[-1].get("phase")
-    return [float(r["val_accuracy"]) for r in rows if r.get("phase") == last_phase]
+    return [history_value(r["val_accuracy"]) for r in rows if r.get("phase") == last_phase]
 
 
 def availability_rows(
