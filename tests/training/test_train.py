@@ -78,13 +78,21 @@ def test_interrupted_and_resumed_run_ends_with_the_uninterrupted_weights(tmp_pat
         ["pretrain", "1"], ["pretrain", "2"], ["probe", "1"], ["probe", "2"]]
 
 
-@losses.register("_nan_for_tests", consumes="logits")
 class _NaNLoss(keras.losses.Loss):
     def call(self, y_true, y_pred):
         return keras.ops.mean(y_pred, axis=-1) * float("nan")
 
 
-def test_nan_loss_stops_with_the_epoch_and_leaves_no_model(tmp_path):
+@pytest.fixture
+def nan_loss():
+    # Registered only for this test: tests that compare the registry with the docs or the
+    # protocols' built-in losses must not see it.
+    losses.register("_nan_for_tests", consumes="logits")(_NaNLoss)
+    yield "_nan_for_tests"
+    losses.unregister("_nan_for_tests")
+
+
+def test_nan_loss_stops_with_the_epoch_and_leaves_no_model(tmp_path, nan_loss):
     config = TrainConfig(loss="_nan_for_tests", smoke=True, test_dists=("clinical",))
     with pytest.raises(TrainingDivergedError, match="'_nan_for_tests' became nan in epoch 1"):
         train(config, tmp_path / "run", verbose=0)
