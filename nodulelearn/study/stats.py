@@ -27,13 +27,12 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import statistics
 from collections.abc import Sequence
-
-from scipy import stats as scipy_stats
 
 LEVEL = 0.95
 ALPHA = 1 - LEVEL
-Z95 = float(scipy_stats.norm.ppf(0.5 + LEVEL / 2))
+Z95 = statistics.NormalDist().inv_cdf(0.5 + LEVEL / 2)
 PROPORTIONS = ("accuracy", "balanced_accuracy", "sensitivity", "specificity")
 # Metrics measured on one class only: their count is taken as half the test set.
 ONE_CLASS = ("sensitivity", "specificity")
@@ -120,7 +119,7 @@ def t_interval(values: Sequence[float]) -> tuple[float, float]:
     k = len(values)
     mean = sum(values) / k
     sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (k - 1))
-    half = float(scipy_stats.t.ppf(0.5 + LEVEL / 2, k - 1)) * sd / math.sqrt(k)
+    half = float(_scipy_stats().t.ppf(0.5 + LEVEL / 2, k - 1)) * sd / math.sqrt(k)
     return mean - half, mean + half
 
 
@@ -220,7 +219,7 @@ def paired_difference(
     if all(math.isclose(d, diffs[0], rel_tol=0, abs_tol=1e-12) for d in diffs):
         p = 1.0 if abs(mean) < 1e-12 else 0.0
         return Difference(a, b, metric, mean, mean, mean, p, k, "paired t")
-    p = float(scipy_stats.ttest_rel(values_a, values_b).pvalue)
+    p = float(_scipy_stats().ttest_rel(values_a, values_b).pvalue)
     return Difference(a, b, metric, mean, *t_interval(diffs), p, k, "paired t")
 
 
@@ -241,7 +240,7 @@ def two_proportion_p(p1: float, n1: float, p2: float, n2: float) -> float:
     if var <= 0:
         return 1.0 if math.isclose(p1, p2) else 0.0
     z = (p1 - p2) / math.sqrt(var)
-    return float(2 * scipy_stats.norm.sf(abs(z)))
+    return float(2 * _scipy_stats().norm.sf(abs(z)))
 
 
 def single_difference(
@@ -265,7 +264,7 @@ def single_difference(
         if se == 0:
             p = 1.0 if math.isclose(value_a, value_b) else 0.0
         else:
-            p = float(2 * scipy_stats.norm.sf(abs(d) / se))
+            p = float(2 * _scipy_stats().norm.sf(abs(d) / se))
         return Difference(a, b, metric, d, d - Z95 * se, d + Z95 * se, p, 1, "AUC z")
     raise ValueError(
         f"No single-seed comparison for metric {metric!r}. Expected one of: "
@@ -291,3 +290,10 @@ def holm_adjust(differences: Sequence[Difference]) -> list[Difference]:
     """The differences with ``p_holm`` set, Holm-corrected across all of them (one table)."""
     adjusted = holm([d.p for d in differences])
     return [dataclasses.replace(d, p_holm=p) for d, p in zip(differences, adjusted, strict=True)]
+
+
+def _scipy_stats():
+    """scipy.stats, imported on first use (it costs ~0.7 s; `run_study --help` needs none of it)."""
+    from scipy import stats
+
+    return stats
