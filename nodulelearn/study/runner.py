@@ -24,6 +24,7 @@ import gc
 import hashlib
 import json
 import logging
+import resource
 import shutil
 import sys
 import time
@@ -435,6 +436,14 @@ def _execute_stages(study, run, directory, overwrite, fns) -> dict:
     return record
 
 
+def _peak_memory() -> str:
+    """This process's peak resident memory so far, e.g. ``1.3 GB`` (what a study's log tracks
+    across runs: it stays flat when runs free what they hold)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
+    peak_bytes = peak if sys.platform == "darwin" else peak * 1024
+    return f"{peak_bytes / 1e9:.2f} GB"
+
+
 def _format_duration(seconds: float) -> str:
     seconds = int(round(seconds))
     if seconds < 60:
@@ -593,11 +602,12 @@ def _run_shard(study, out_dir, shard, overwrite, fns) -> list[RunOutcome]:
         left = len(pending) - len(ran_seconds)
         estimate = left * sum(ran_seconds) / len(ran_seconds)
         log.info(
-            "[%d/%d] %s: done in %s (train %s, sensitivity %s); elapsed %s, about %s remaining "
-            "(%d run(s) left)",
+            "[%d/%d] %s: done in %s (train %s, sensitivity %s, encoding %s); peak memory %s; "
+            "elapsed %s, about %s remaining (%d run(s) left)",
             k, len(runs), run.id, _format_duration(ran_seconds[-1]),
             _format_duration(record["seconds"]["train"]),
             _format_duration(record["seconds"]["sensitivity"]),
+            _format_duration(record["seconds"]["encoding"]), _peak_memory(),
             _format_duration(time.monotonic() - started), _format_duration(estimate), left,
         )  # fmt: skip
     release_session()
