@@ -14,7 +14,9 @@ import json
 import math
 import os
 import shutil
+import sys
 import tempfile
+import traceback
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -26,6 +28,37 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+def _from_h5py(tb) -> bool:
+    return tb is not None and "h5py" in traceback.extract_tb(tb)[-1].filename
+
+
+@contextlib.contextmanager
+def quiet_h5py_close_errors() -> Iterator[None]:
+    """Drops, while the block runs, the tracebacks h5py prints when a failed write's objects fail
+    again to close ("Exception ignored in ... __dealloc__", through ``sys.excepthook`` and then
+    ``sys.unraisablehook``): the write's own ``OSError`` tells the caller the same, once.
+
+    What HDF5 still holds after a failed write is closed at exit, where it can print again or
+    crash; ``cli_env.exit_on_os_error`` ends a command without that clean-up. Tracebacks raised
+    outside h5py's own code are reported as usual.
+    """
+    previous_except, previous_unraisable = sys.excepthook, sys.unraisablehook
+
+    def excepthook(kind, value, tb):
+        if not _from_h5py(tb):
+            previous_except(kind, value, tb)
+
+    def unraisablehook(unraisable):
+        if not _from_h5py(unraisable.exc_traceback):
+            previous_unraisable(unraisable)
+
+    sys.excepthook, sys.unraisablehook = excepthook, unraisablehook
+    try:
+        yield
+    finally:
+        sys.excepthook, sys.unraisablehook = previous_except, previous_unraisable
 
 
 @contextlib.contextmanager
@@ -42,7 +75,8 @@ def atomic_path(path: str | os.PathLike) -> Iterator[str]:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
     os.close(fd)
     try:
-        yield tmp
+        with quiet_h5py_close_errors():  # model.save and save_weights write HDF5
+            yield tmp
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; results are for everyone to read
         os.replace(tmp, path)
     finally:

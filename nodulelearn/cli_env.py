@@ -25,6 +25,7 @@ import re
 import sys
 import tempfile
 from collections.abc import Sequence
+from typing import NoReturn
 
 #: C++ log lines written before absl's logging is initialised: ``I0000 00:00:... file.cc:12] ...``
 #: (severity I or W), the banner announcing them, and the cpu_feature_guard continuation line.
@@ -133,3 +134,21 @@ class _QuietLoader(importlib.abc.Loader):
                 if kept:
                     sys.stderr.write(kept.decode(errors="replace"))
                     sys.stderr.flush()
+
+
+def exit_on_os_error(name: str, error: OSError) -> NoReturn:
+    """Ends command ``name`` after an environment error a user can fix (``--out`` not a directory,
+    read-only, a full disk): one line ``<name>: error: <path>: <problem>`` and exit status 1.
+
+    The process ends without Python's clean-up (``os._exit``) once stdout, stderr and the logs are
+    flushed: after a failed HDF5 write, closing what h5py still holds prints tracebacks (a full
+    disk) or crashes (a file size limit: measured, a segmentation fault in the garbage collector at
+    exit). Every result file is already complete or absent (written atomically); locks are
+    released by the kernel.
+    """
+    from nodulelearn.run_dir import describe_os_error
+
+    sys.stdout.flush()
+    print(f"{name}: error: {describe_os_error(error)}", file=sys.stderr, flush=True)
+    logging.shutdown()
+    os._exit(1)

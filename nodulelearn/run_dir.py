@@ -24,6 +24,7 @@ import dataclasses
 import errno
 import json
 import os
+import re
 import shutil
 from collections.abc import Mapping
 from pathlib import Path
@@ -56,6 +57,9 @@ class RunDirectoryError(RuntimeError):
     """The run directory holds another run (different config) or something else entirely."""
 
 
+_HDF5_FILENAME = re.compile(r"filename = '([^']+)'")
+
+
 def describe_os_error(error: OSError) -> str:
     """One line for an environment error a user can fix: the path, the problem, what to do."""
     hints = {
@@ -68,11 +72,14 @@ def describe_os_error(error: OSError) -> str:
         errno.ENOTDIR: "a path component is a file, not a directory; choose another path",
         errno.EEXIST: "a file is in the way; choose another path",
         errno.EISDIR: "a directory is in the way; choose another path",
+        errno.EFBIG: "the file size limit is reached (ulimit -f); raise it or write elsewhere",
     }
     first_line = str(error).splitlines()[0] if str(error) else type(error).__name__
-    problem = hints.get(error.errno, error.strerror or first_line)
-    if error.filename:
-        return f"{error.filename}: {problem}"
+    problem = hints.get(error.errno, (error.strerror or first_line).splitlines()[0])
+    # h5py's errors name the file inside their text: "... filename = '/x/y.h5', ..."
+    filename = error.filename or next(iter(_HDF5_FILENAME.findall(str(error))), None)
+    if filename:
+        return f"{filename}: {problem}"
     return f"{problem} ({first_line})" if error.errno in hints else problem
 
 

@@ -27,7 +27,7 @@ from typing import Any
 import keras
 import numpy as np
 
-from nodulelearn.atomic_files import write_json_atomic, write_text_atomic
+from nodulelearn.atomic_files import quiet_h5py_close_errors, write_json_atomic, write_text_atomic
 
 log = logging.getLogger(__name__)
 
@@ -116,12 +116,13 @@ def save_weights_atomic(model: keras.Model, path: str | Path, *,
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.parent / f"{TEMPORARY_PREFIX}{os.getpid()}.weights.h5"
     try:
-        model.save_weights(tmp, overwrite=True)
-        if epochs_done is not None:
-            import h5py
+        with quiet_h5py_close_errors():
+            model.save_weights(tmp, overwrite=True)
+            if epochs_done is not None:
+                import h5py
 
-            with h5py.File(tmp, "a") as f:
-                f.attrs[EPOCH_ATTRIBUTE] = epochs_done
+                with h5py.File(tmp, "a") as f:
+                    f.attrs[EPOCH_ATTRIBUTE] = epochs_done
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         event("backup_written", tmp)

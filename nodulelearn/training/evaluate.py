@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from typing import Any
 
@@ -9,14 +10,30 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from nodulelearn.datasets import spec_at_image_size
+from nodulelearn.datasets import load_spec, spec_at_image_size
 from nodulelearn.training.metrics import binary_metrics
+
+log = logging.getLogger(__name__)
 
 
 def _check_count(name: str, value: Any) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
         raise ValueError(f"Invalid value for `{name}`. Expected a positive integer. "
                          f"Received: {name}={value!r}")
+
+
+def at_model_size(dist, model: keras.Model):
+    """The distribution ``dist`` (a spec, preset name or TOML path) rendered at the model's input
+    size, logging when that differs from the spec's own size (same field of view, coarser or
+    finer pixels: see ``datasets.spec_at_image_size``)."""
+    size = model.input_shape[1]
+    own = load_spec(dist).image_size
+    spec = spec_at_image_size(dist, size)
+    if own != size:
+        log.info("Rendering %r at the model's %dx%d pixels (the spec's own size is %dx%d; same "
+                 "field of view, pixel spacing %.3g mm).", spec.name, size, size, own, own,
+                 spec.pixel_spacing_mm)
+    return spec
 
 
 def predict_probabilities(model: keras.Model, spec, n: int, seed: int, batch_size: int,
@@ -70,7 +87,7 @@ def evaluate_model(model: keras.Model, spec, n: int, seed: int, batch_size: int 
         ValueError: see ``predict_probabilities``.
     """
     if not hasattr(spec, "image_size"):
-        spec = spec_at_image_size(spec, model.input_shape[1])
+        spec = at_model_size(spec, model)
     labels, probabilities = predict_probabilities(model, spec, n, seed, batch_size, outputs)
     return binary_metrics(labels, probabilities)
 
@@ -80,8 +97,7 @@ def evaluate_on(model: keras.Model, dists: Sequence[str], n: int, seed: int,
     """``{dist name: evaluate_model(...)}`` for every distribution, at the model's image size."""
     _check_count("n", n)
     return {
-        dist: evaluate_model(model, spec_at_image_size(dist, model.input_shape[1]), n, seed,
-                             batch_size, outputs)
+        dist: evaluate_model(model, at_model_size(dist, model), n, seed, batch_size, outputs)
         for dist in dists
     }
 

@@ -187,7 +187,8 @@ def test_bin_read_only_out(spec_dir, tmp_path):
     out = tmp_path / "out"
     lines = _no_traceback(_bin(f"--study={spec_dir / 'study.toml'}", f"--out={out}", code=code))
     assert len(lines) == 1
-    assert f"{out / 'study.json'}: Read-only file system" in lines[0]
+    assert f"{out / 'study.json'}: the filesystem is read-only; choose a writable directory" \
+        in lines[0]
 
 
 def test_bin_relaunch_refused_for_an_edited_distribution(spec_dir, tmp_path, fake_stages):

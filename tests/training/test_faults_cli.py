@@ -4,6 +4,7 @@ several outputs) are tested in-process, the binaries once each."""
 
 import errno
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -92,6 +93,24 @@ def test_train_disk_full_says_so_and_the_run_is_marked_failed(tmp_path):
     assert status["state"] == "failed" and "No space left" in status["reason"]
 
 
+def test_a_real_failed_weights_write_ends_in_one_line_and_a_failed_run(tmp_path):
+    # A real HDF5 write failure, without root: a file size limit (EFBIG) below the backup's size.
+    # Before: h5py's "Exception ignored" tracebacks around the error, then a segfault at exit.
+    wrapper = """
+        import resource, signal
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (20000, 20000))
+    """
+    result = _run(["bin/train", *SMOKE, f"--out_dir={tmp_path / 'run'}"], wrapper=wrapper)
+    assert result.returncode == 1, result.stderr[-3000:]
+    assert "Exception ignored" not in result.stderr, result.stderr[-3000:]
+    line = _one_error_line(result, "train")
+    assert str(tmp_path / "run" / "backup" / "train") in line and "file size limit" in line
+    status = json.loads((tmp_path / "run" / "status.json").read_text())
+    assert status["state"] == "failed" and "File too large" in status["reason"]
+    assert not list((tmp_path / "run" / "backup" / "train").iterdir())  # no temporary left
+
+
 def test_train_refusals_name_the_file_and_the_holder(tmp_path):
     run = tmp_path / "run"
     run.mkdir()
@@ -145,6 +164,24 @@ def test_evaluation_refuses_nan_logits_and_several_outputs():
         evaluate_on(_dense(activation="sigmoid"), ["clinical"], 0, 0, 8)
 
 
+def test_evaluation_at_another_size_than_the_spec_says_so(caplog):
+    from nodulelearn.datasets import load_spec
+
+    own = load_spec("clinical").image_size
+    assert own != 32  # the model below is 32x32
+    with caplog.at_level(logging.INFO, logger="nodulelearn.training.evaluate"):
+        evaluate_on(_dense(activation="sigmoid"), ["clinical"], 8, 0, 8)
+    assert f"Rendering 'clinical' at the model's 32x32 pixels (the spec's own size is {own}x{own}" \
+        in caplog.text
+    caplog.clear()
+    inputs = keras.Input((own, own, 1))
+    pooled = keras.layers.GlobalAveragePooling2D()(inputs)
+    same = keras.Model(inputs, keras.layers.Dense(1, activation="sigmoid")(pooled))
+    with caplog.at_level(logging.INFO, logger="nodulelearn.training.evaluate"):
+        evaluate_on(same, ["clinical"], 8, 0, 8)
+    assert "Rendering" not in caplog.text
+
+
 def test_evaluate_bad_models_and_counts_get_one_line(tmp_path):
     good = _save(_dense(activation="sigmoid"), tmp_path / "good.keras")
     data = good.read_bytes()
@@ -178,3 +215,13 @@ def test_describe_os_error_names_the_path_and_what_to_do(code):
 
     text = describe_os_error(OSError(code, os.strerror(code), "/x/y"))
     assert text.startswith("/x/y: ") and ("disk is full" in text or "read-only" in text)
+
+
+def test_describe_os_error_finds_the_file_in_an_hdf5_message():
+    from nodulelearn.training.run_dir import describe_os_error
+
+    message = ("Can't synchronously write data (file write failed: time = Tue Dec  1 2026\n"
+               ", filename = '/r/backup/.tmp-1.weights.h5', file descriptor = 6, errno = 28)")
+    text = describe_os_error(OSError(errno.ENOSPC, message))
+    assert text.startswith("/r/backup/.tmp-1.weights.h5: the disk is full;"), text
+    assert "\n" not in describe_os_error(OSError(errno.EIO, message))
