@@ -18,13 +18,13 @@ processes never run one shard or one run at once; the kernel frees the locks of 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import errno
 import gc
 import hashlib
 import json
 import logging
-import resource
 import shutil
 import sys
 import time
@@ -40,6 +40,7 @@ from nodulelearn.study.availability import low_availability_notes
 from nodulelearn.study.plan import Run, plan_runs, shard_runs, train_config_fields
 from nodulelearn.study.spec import StudyError, StudySpec
 from nodulelearn.study.sweep import expand_study
+from nodulelearn.study.worker import RUNS_PER_PROCESS, RunWorker, peak_memory_bytes
 
 log = logging.getLogger(__name__)
 
@@ -392,6 +393,13 @@ def execute_run(
         return _execute_stages(study, run, directory, overwrite, fns)
 
 
+def _execute_and_measure(study: StudySpec, run: Run, out_dir: str | Path,
+                         overwrite: bool) -> tuple[dict[str, Any], int]:
+    """``execute_run`` with the default stages and this process's peak memory after it (what a
+    ``RunWorker``'s child process runs)."""
+    return execute_run(study, run, out_dir, overwrite=overwrite), peak_memory_bytes()
+
+
 def _clear_run_dir(directory: Path) -> None:
     """Deletes everything in a run directory but its lock file (this process holds it)."""
     for path in directory.iterdir():
@@ -436,12 +444,8 @@ def _execute_stages(study, run, directory, overwrite, fns) -> dict:
     return record
 
 
-def _peak_memory() -> str:
-    """This process's peak resident memory so far, e.g. ``1.3 GB`` (what a study's log tracks
-    across runs: it stays flat when runs free what they hold)."""
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
-    peak_bytes = peak if sys.platform == "darwin" else peak * 1024
-    return f"{peak_bytes / 1e9:.2f} GB"
+def _format_memory(n_bytes: int) -> str:
+    return f"{n_bytes / 1e9:.2f} GB"
 
 
 def _format_duration(seconds: float) -> str:
@@ -521,6 +525,7 @@ def run_study(
     train_fn: Callable | None = None,
     sensitivity_fn: Callable | None = None,
     encoding_fn: Any = None,
+    runs_per_process: int | None = RUNS_PER_PROCESS,
 ) -> list[RunOutcome]:
     """Runs the unfinished runs of one shard of a validated study, logging a progress line each.
 
@@ -529,7 +534,11 @@ def run_study(
         out_dir: output directory (shared by every shard).
         shard: ``(i, n)``: run every n-th run of the id-sorted list, starting at the i-th.
         overwrite: redo finished runs too.
-        train_fn, sensitivity_fn, encoding_fn: see ``execute_run`` (tests replace them).
+        train_fn, sensitivity_fn, encoding_fn: see ``execute_run`` (tests replace them). Runs
+            with one of them given run in this process.
+        runs_per_process: the runs run in a child process, a fresh one every that many runs
+            (``nodulelearn.study.worker``: the memory of a long study stays flat); None: in this
+            process.
 
     Returns:
         One ``RunOutcome`` per run of the shard, in run order. A run that raises is logged and
@@ -547,10 +556,14 @@ def run_study(
     lock_dir = Path(out_dir) / LOCKS_DIR / f"shard-{shard[0]}-of-{shard[1]}"
     with hold_lock(lock_dir, what=f"shard {shard[0]}/{shard[1]} of the study in {out_dir}: lock"):
         fns = {"train_fn": train_fn, "sensitivity_fn": sensitivity_fn, "encoding_fn": encoding_fn}
-        return _run_shard(study, out_dir, shard, overwrite, fns)
+        if any(fn is not None for fn in fns.values()):
+            runs_per_process = None
+        with (RunWorker(runs_per_process) if runs_per_process is not None
+              else contextlib.nullcontext()) as w:
+            return _run_shard(study, out_dir, shard, overwrite, fns, w)
 
 
-def _run_shard(study, out_dir, shard, overwrite, fns) -> list[RunOutcome]:
+def _run_shard(study, out_dir, shard, overwrite, fns, worker) -> list[RunOutcome]:
     study = expand_study(study, out_dir)  # a sweep's points, each with its spec files
     for note in low_availability_notes(study):
         log.warning(note)
@@ -575,13 +588,14 @@ def _run_shard(study, out_dir, shard, overwrite, fns) -> list[RunOutcome]:
             outcomes.append(RunOutcome(run.id, "skipped", 0.0))
             log.info("[%d/%d] %s: skipped (already finished)", k, len(runs), run.id)
             continue
-        release_session()  # what the previous run left in Keras' global state
         run_start = time.monotonic()
         try:
-            record = execute_run(
-                study, run, out_dir,
-                overwrite=overwrite, **fns,
-            )  # fmt: skip
+            if worker is None:
+                release_session()  # what the previous run left in Keras' global state
+                record = execute_run(study, run, out_dir, overwrite=overwrite, **fns)
+                peak = peak_memory_bytes()
+            else:
+                record, peak = worker.run(_execute_and_measure, study, run, out_dir, overwrite)
         except LockedError as err:  # another process runs it (an overlapping sharding)
             outcomes.append(RunOutcome(run.id, "failed", 0.0, str(err)))
             log.error("[%d/%d] %s: not run: %s", k, len(runs), run.id, err)
@@ -607,10 +621,11 @@ def _run_shard(study, out_dir, shard, overwrite, fns) -> list[RunOutcome]:
             k, len(runs), run.id, _format_duration(ran_seconds[-1]),
             _format_duration(record["seconds"]["train"]),
             _format_duration(record["seconds"]["sensitivity"]),
-            _format_duration(record["seconds"]["encoding"]), _peak_memory(),
+            _format_duration(record["seconds"]["encoding"]), _format_memory(peak),
             _format_duration(time.monotonic() - started), _format_duration(estimate), left,
         )  # fmt: skip
-    release_session()
+    if worker is None:
+        release_session()
     failed = [o.run_id for o in outcomes if o.status == "failed"]
     if failed:
         log.error("%d run(s) failed (relaunch to retry them): %s", len(failed), ", ".join(failed))

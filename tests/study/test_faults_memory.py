@@ -1,5 +1,7 @@
-"""Memory between the runs of a study: Keras' global state is freed before every run and after the
-last (peak RSS over 8 smoke runs: growth of about 28 MB per run without it, 17 MB with it)."""
+"""Memory between the runs of a study that run in this process (stage functions given): Keras'
+global state is freed before every run and after the last (peak RSS over 8 smoke runs: growth of
+about 28 MB per run without it, 17 MB with it; the default stages run in child processes,
+tests/study/test_worker.py)."""
 
 import pytest
 
