@@ -16,11 +16,11 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 
-def _subplots(*args, figsize, **kwargs):
+def _subplots(*args, figsize, layout=None, **kwargs):
     # A bare Figure, not pyplot: no backend is chosen or switched, and it renders headless.
     from matplotlib.figure import Figure  # here: importing the study needs no matplotlib
 
-    fig = Figure(figsize=figsize)
+    fig = Figure(figsize=figsize, layout=layout)
     return fig, fig.subplots(*args, **kwargs)
 
 
@@ -81,10 +81,10 @@ def reliance_heatmap_figure(
         rows.append(
             ("encoding", list(MODE_NAMES), lambda train, test, loss: enc.get((train, loss), {}))
         )
-    height = 1.4 + 0.45 * max(len(p[2]) for p in panels)
+    height = 1.9 + 0.45 * max(len(p[2]) for p in panels)  # title, panel, rotated mode names
     fig, axes = _subplots(
         len(rows), len(panels), figsize=(1.0 + 0.75 * len(modes) * len(panels), height * len(rows)),
-        squeeze=False,
+        squeeze=False, layout="constrained",  # each row's titles clear the mode names above
     )  # fmt: skip
     image = None
     for r, (kind, columns, cells_of) in enumerate(rows):
