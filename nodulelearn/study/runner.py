@@ -466,8 +466,11 @@ def run_states(
 
     ``state`` is ``"finished"`` (skipped), ``"to run"``, or ``"stale"`` (made or started with
     other settings or distribution contents: a launch refuses it, ``--overwrite`` redoes it);
-    ``changes`` says what changed (stale runs only).
+    ``changes`` says what changed (stale runs only). A sweep is expanded first
+    (``expand_study``: its points' distribution files are written under ``<out>/specs``, as a
+    launch would write them).
     """
+    study = expand_study(study, out_dir)
     return [(run, *run_state(out_dir, study, run)) for run in shard_runs(plan_runs(study), *shard)]
 
 

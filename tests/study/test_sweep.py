@@ -20,7 +20,7 @@ from nodulelearn.study import (
 )
 from nodulelearn.study.aggregate import read_study_file
 from nodulelearn.study.plan import train_config_fields
-from nodulelearn.study.runner import run_fingerprint
+from nodulelearn.study.runner import run_fingerprint, run_states
 from nodulelearn.study.sweep import expand_study, grid, point_id
 from nodulelearn.study.sweep_outputs import bias_from_accuracy, shortcut_bias
 
@@ -213,6 +213,18 @@ def test_sweep_runs_resumes_and_writes_its_outputs(tmp_path, tiny_study_files, f
         assert 0.0 < float(row["reliance_nuisance"]) <= float(row["reliance_nuisance_hi"])
     assert (out / "curves.png").stat().st_size > 0
     assert not (out / "bias.png").exists()  # a 1-D sweep has no grid
+
+
+def test_run_states_of_a_sweep_say_what_a_launch_would_do(tmp_path, tiny_study_files, fake_stages):
+    # What --dry_run prints: it needs the points expanded, as a launch expands them.
+    study = validate_study(load_study(str(_study_file(tmp_path, tiny_study_files, SWEEP_1D))))
+    out = tmp_path / "out"
+    states = run_states(study, out)
+    assert len(states) == 12 and {state for _, state, _ in states} == {"to run"}
+    assert all("@modes.size.alignment=" in run.id for run, _, _ in states)
+    _run(study, out, fake_stages(), shard=(0, 2))
+    states = dict((run.id, state) for run, state, _ in run_states(study, out))
+    assert sorted(states.values()) == ["finished"] * 6 + ["to run"] * 6
 
 
 def test_sweep_shards_merge_and_edited_points_are_not_mixed(tmp_path, tiny_study_files,
