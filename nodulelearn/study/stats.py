@@ -202,8 +202,10 @@ def paired_difference(
     """Paired difference over seeds (``values_a[i]`` and ``values_b[i]`` share seed ``i``).
 
     Mean of the per-seed differences, its 95% t interval, and the paired t-test
-    (``scipy.stats.ttest_rel``). Identical differences on every seed (sd 0) give a zero-width
-    interval and p = 0, or p = 1 when they are all 0.
+    (``scipy.stats.ttest_rel``). Identical differences on every seed (sd 0: the t-test is
+    undefined) give a zero-width interval and the p-value of the exact sign-flip permutation
+    test, 2 / 2**k for k seeds (0.25 with 3 seeds: a constant difference over three seeds is not
+    evidence by itself), or p = 1 when they are all 0.
 
     Raises:
         ValueError: fewer than two pairs, or sequences of different lengths.
@@ -217,7 +219,7 @@ def paired_difference(
     k = len(diffs)
     mean = sum(diffs) / k
     if all(math.isclose(d, diffs[0], rel_tol=0, abs_tol=1e-12) for d in diffs):
-        p = 1.0 if abs(mean) < 1e-12 else 0.0
+        p = 1.0 if abs(mean) < 1e-12 else min(1.0, 2.0 / 2**k)
         return Difference(a, b, metric, mean, mean, mean, p, k, "paired t")
     p = float(_scipy_stats().ttest_rel(values_a, values_b).pvalue)
     return Difference(a, b, metric, mean, *t_interval(diffs), p, k, "paired t")

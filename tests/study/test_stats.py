@@ -73,6 +73,19 @@ def test_paired_difference_matches_scipy():
     assert negative.text().startswith("supcon − ce: −0.018 [−")
     same = paired_difference("a", "b", "accuracy", [1.0, 1.0], [1.0, 1.0])
     assert (same.diff, same.lo, same.hi, same.p) == (0.0, 0.0, 0.0, 1.0)
+
+
+def test_a_constant_difference_over_seeds_gets_the_exact_permutation_p():
+    # 512/512 vs 511/512 on each of 3 seeds: sd 0, the t-test is undefined. Before, p was 0 and
+    # such a difference "held" after Holm; the exact sign-flip test gives 2 / 2**3.
+    a, b = [1.0, 1.0, 1.0], [511 / 512] * 3
+    diff = paired_difference("ce", "simclr", "accuracy", a, b)
+    ref = scipy_stats.permutation_test(
+        (a, b), lambda x, y: np.mean(np.subtract(x, y)), permutation_type="samples",
+        n_resamples=np.inf,
+    )  # fmt: skip
+    assert diff.p == pytest.approx(ref.pvalue) == pytest.approx(0.25)
+    assert diff.lo == diff.hi == diff.diff == pytest.approx(1 / 512)
     with pytest.raises(ValueError, match="same length >= 2"):
         paired_difference("a", "b", "accuracy", [0.9], [0.8])
 
