@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 from typing import Any
 
@@ -13,8 +12,6 @@ import tensorflow as tf
 from nodulelearn.datasets import load_spec, spec_at_image_size
 from nodulelearn.training.metrics import binary_metrics
 
-log = logging.getLogger(__name__)
-
 
 def _check_count(name: str, value: Any) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
@@ -24,16 +21,21 @@ def _check_count(name: str, value: Any) -> None:
 
 def at_model_size(dist, model: keras.Model):
     """The distribution ``dist`` (a spec, preset name or TOML path) rendered at the model's input
-    size, logging when that differs from the spec's own size (same field of view, coarser or
-    finer pixels: see ``datasets.spec_at_image_size``)."""
+    size (same field of view, coarser or finer pixels: see ``datasets.spec_at_image_size``)."""
+    return spec_at_image_size(dist, model.input_shape[1])
+
+
+def size_note(dist, model: keras.Model) -> str | None:
+    """A sentence saying that ``dist`` is rendered at the model's size rather than its own (what
+    ``bin/evaluate`` logs for a model of another size), or None when the sizes agree."""
+    own = load_spec(dist)
     size = model.input_shape[1]
-    own = load_spec(dist).image_size
-    spec = spec_at_image_size(dist, size)
-    if own != size:
-        log.info("Rendering %r at the model's %dx%d pixels (the spec's own size is %dx%d; same "
-                 "field of view, pixel spacing %.3g mm).", spec.name, size, size, own, own,
-                 spec.pixel_spacing_mm)
-    return spec
+    if own.image_size == size:
+        return None
+    spec = at_model_size(own, model)
+    return (f"Rendering {own.name!r} at the model's {size}x{size} pixels (the spec's own size is "
+            f"{own.image_size}x{own.image_size}; same field of view, pixel spacing "
+            f"{spec.pixel_spacing_mm:.3g} mm).")
 
 
 def predict_probabilities(model: keras.Model, spec, n: int, seed: int, batch_size: int,

@@ -4,7 +4,6 @@ several outputs) are tested in-process, the binaries once each."""
 
 import errno
 import json
-import logging
 import os
 import subprocess
 import sys
@@ -164,22 +163,19 @@ def test_evaluation_refuses_nan_logits_and_several_outputs():
         evaluate_on(_dense(activation="sigmoid"), ["clinical"], 0, 0, 8)
 
 
-def test_evaluation_at_another_size_than_the_spec_says_so(caplog):
+def test_evaluation_at_another_size_than_the_spec_says_so():
     from nodulelearn.datasets import load_spec
+    from nodulelearn.training.evaluate import size_note
 
     own = load_spec("clinical").image_size
     assert own != 32  # the model below is 32x32
-    with caplog.at_level(logging.INFO, logger="nodulelearn.training.evaluate"):
-        evaluate_on(_dense(activation="sigmoid"), ["clinical"], 8, 0, 8)
-    assert f"Rendering 'clinical' at the model's 32x32 pixels (the spec's own size is {own}x{own}" \
-        in caplog.text
-    caplog.clear()
+    note = size_note("clinical", _dense(activation="sigmoid"))
+    assert note.startswith(f"Rendering 'clinical' at the model's 32x32 pixels (the spec's own "
+                           f"size is {own}x{own}; same field of view")
     inputs = keras.Input((own, own, 1))
     pooled = keras.layers.GlobalAveragePooling2D()(inputs)
     same = keras.Model(inputs, keras.layers.Dense(1, activation="sigmoid")(pooled))
-    with caplog.at_level(logging.INFO, logger="nodulelearn.training.evaluate"):
-        evaluate_on(same, ["clinical"], 8, 0, 8)
-    assert "Rendering" not in caplog.text
+    assert size_note("clinical", same) is None
 
 
 def test_evaluate_bad_models_and_counts_get_one_line(tmp_path):
@@ -199,6 +195,7 @@ def test_evaluate_bad_models_and_counts_get_one_line(tmp_path):
     assert "looks like it outputs logits" in line and "--outputs=logit" in line
     result = _run([*base, f"--model={tmp_path / 'logits.keras'}", "--outputs=logit"])
     assert result.returncode == 0 and "clinical" in result.stdout, result.stderr[-2000:]
+    assert "Rendering 'clinical' at the model's 32x32 pixels" in result.stderr  # it says so
 
     result = _run(["bin/evaluate", f"--model={good}", "--dists=clinical", "--n=0"])
     assert result.returncode != 0 and "Traceback" not in result.stderr
