@@ -15,6 +15,8 @@ SCRIPTS = sorted(os.path.basename(p) for p in glob.glob(os.path.join(REPO, "benc
 EXPECTED_KEYS = {
     "bench_data.py": {"make_dataset", "render_only", "training", "ratio_generation_to_training",
                       "machine", "smoke"},
+    "bench_encoding.py": {"seconds", "default_over_one_thread",
+                          "default_over_one_thread_busy_cores", "machine", "smoke"},
     "bench_losses.py": {"shapes", "seconds", "ratio_to_matmul", "machine", "smoke"},
     "bench_sensitivity.py": {"seconds_cold", "seconds_warm", "images_predicted",
                              "render_images_per_second", "predict_images_per_second", "smoke"},

@@ -107,6 +107,7 @@ def _out_of_fold(x, y, categorical: bool, folds: int, seed: int):
     from sklearn.model_selection import KFold, StratifiedKFold
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
+    from threadpoolctl import threadpool_limits
 
     if categorical:
         splitter = StratifiedKFold(folds, shuffle=True, random_state=seed)
@@ -124,8 +125,10 @@ def _out_of_fold(x, y, categorical: bool, folds: int, seed: int):
         else:
             head = RidgeCV(alphas=list(RIDGE_ALPHAS))
         model = make_pipeline(StandardScaler(), head)
-        with warnings.catch_warnings():  # non-converged weak fits: the CV still ranks them
-            warnings.simplefilter("ignore")
+        # One BLAS thread: these fits are small, and several threads per process thrash when
+        # other processes (TensorFlow, a second shard) share the cores (bench/bench_encoding.py).
+        with warnings.catch_warnings(), threadpool_limits(1):
+            warnings.simplefilter("ignore")  # non-converged weak fits: the CV still ranks them
             model.fit(x[fit], y[fit])
         predicted[held_out] = model.predict(x[held_out])
         chosen.append(float(np.ravel(head.C_)[0]) if categorical else float(head.alpha_))

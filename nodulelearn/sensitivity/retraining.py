@@ -56,6 +56,7 @@ def fit_linear_head(embeddings: np.ndarray, labels: np.ndarray, *, seed: int):
     from sklearn.model_selection import StratifiedKFold
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
+    from threadpoolctl import threadpool_limits
 
     labels = np.asarray(labels).astype(int)
     counts = np.bincount(labels, minlength=2)
@@ -65,8 +66,8 @@ def fit_linear_head(embeddings: np.ndarray, labels: np.ndarray, *, seed: int):
     folds = StratifiedKFold(min(INNER_FOLDS, int(counts.min())), shuffle=True, random_state=seed)
     head = make_pipeline(StandardScaler(),
                          LogisticRegressionCV(Cs=list(CS), cv=folds, max_iter=1000))
-    with warnings.catch_warnings():  # weak fits may stop early; the CV still ranks them
-        warnings.simplefilter("ignore")
+    with warnings.catch_warnings(), threadpool_limits(1):  # one BLAS thread: see encoding.py
+        warnings.simplefilter("ignore")  # weak fits may stop early; the CV still ranks them
         head.fit(np.asarray(embeddings, np.float64).reshape(len(labels), -1), labels)
     return head
 
