@@ -16,7 +16,6 @@ import textwrap
 from pathlib import Path
 
 import keras
-import numpy as np
 import pytest
 
 from nodulelearn.training import TrainConfig, callbacks, set_determinism, train
@@ -49,16 +48,6 @@ def hook(monkeypatch):
     return install
 
 
-def _assert_same_run(a, b):
-    weights_a = keras.saving.load_model(a / "model.keras").get_weights()
-    weights_b = keras.saving.load_model(b / "model.keras").get_weights()
-    for x, y in zip(weights_a, weights_b, strict=True):
-        np.testing.assert_array_equal(x, y)
-    assert (a / "metrics.json").read_text() == (b / "metrics.json").read_text()
-    assert json.loads((b / "status.json").read_text())["state"] == "complete"
-    assert not list(b.glob(".*")) and not (b / "backup").exists()  # no temporary left
-
-
 def _train_and_die(run, event, nth, *, truncate):
     """Trains in a child process that dies (``os._exit(137)``) at the ``nth`` ``event``."""
     script = textwrap.dedent(f"""
@@ -84,7 +73,7 @@ def _train_and_die(run, event, nth, *, truncate):
 
 
 def test_kill_inside_the_backup_write_keeps_the_last_backup_and_resumes_bit_identical(
-        whole, tmp_path):
+        whole, tmp_path, assert_same_run):
     run = tmp_path / "run"
     _train_and_die(run, "backup_written", 2, truncate=True)  # inside epoch 2's backup
     backup = run / "backup" / "train"
@@ -93,11 +82,11 @@ def test_kill_inside_the_backup_write_keeps_the_last_backup_and_resumes_bit_iden
     assert json.loads((run / "status.json").read_text())["state"] == "running"  # killed
     assert not (run / "model.keras").exists()
     _train(run)
-    _assert_same_run(whole, run)
+    assert_same_run(whole, run)
 
 
 def test_disk_full_in_a_backup_fails_the_run_clearly_and_it_resumes_bit_identical(
-        whole, tmp_path, hook):
+        whole, tmp_path, hook, assert_same_run):
     calls = []
 
     def disk_full(event, path):
@@ -118,7 +107,7 @@ def test_disk_full_in_a_backup_fails_the_run_clearly_and_it_resumes_bit_identica
     assert backed_up_epoch(run / "backup" / "train") == 1
     hook(None)
     _train(run)
-    _assert_same_run(whole, run)
+    assert_same_run(whole, run)
 
 
 class _StopAfterFirstEpoch(keras.callbacks.Callback):
@@ -126,7 +115,8 @@ class _StopAfterFirstEpoch(keras.callbacks.Callback):
         raise KeyboardInterrupt("simulated interruption")
 
 
-def test_a_damaged_backup_is_reported_set_aside_and_the_phase_restarts(whole, tmp_path, caplog):
+def test_a_damaged_backup_is_reported_set_aside_and_the_phase_restarts(
+        whole, tmp_path, caplog, assert_same_run):
     run = tmp_path / "run"
     with pytest.raises(KeyboardInterrupt):
         _train(run, callbacks=[_StopAfterFirstEpoch()])
@@ -140,10 +130,11 @@ def test_a_damaged_backup_is_reported_set_aside_and_the_phase_restarts(whole, tm
     assert len(warnings) == 1 and str(weights) in warnings[0] and "restarts" in warnings[0]
     kept = run / "backup_corrupt" / "train" / "latest.weights.h5"
     assert kept.read_bytes() == data[: len(data) // 2]  # set aside, not deleted
-    _assert_same_run(whole, run)
+    assert_same_run(whole, run)
 
 
-def test_kill_during_the_export_leaves_no_model_and_no_orphan_after_resume(whole, tmp_path):
+def test_kill_during_the_export_leaves_no_model_and_no_orphan_after_resume(
+        whole, tmp_path, assert_same_run):
     run = tmp_path / "run"
     _train_and_die(run, "model_staged", 1, truncate=False)
     assert list(run.glob(".model.keras.*"))  # the staged, not yet renamed, model
@@ -151,7 +142,7 @@ def test_kill_during_the_export_leaves_no_model_and_no_orphan_after_resume(whole
     assert json.loads((run / "status.json").read_text())["state"] == "running"
     _train(run)
     assert not list(run.glob(".model.keras.*"))
-    _assert_same_run(whole, run)
+    assert_same_run(whole, run)
 
 
 def test_weights_files_are_written_atomically_and_checked_before_use(tmp_path, hook, caplog):
