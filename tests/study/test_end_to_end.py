@@ -134,3 +134,6 @@ def test_bad_study_on_the_command_line(tmp_path):
     assert proc.returncode != 0
     assert "Unknown study 'qiuck'" in proc.stderr
     assert f"Valid presets: {', '.join(preset_names())}." in proc.stderr
+    # A mistake in the study is one line at the end, not buried under the flags' help.
+    assert proc.stderr.strip().splitlines()[-1].startswith("run_study: error: Unknown study")
+    assert "--aggregate_only" not in proc.stderr, proc.stderr
