@@ -165,3 +165,27 @@ def test_a_mode_measured_below_0_9_alone_is_named_in_the_log_and_summary(
     aggregate_study(study, out)
     summary = (out / "summary.md").read_text()
     assert "## Availability warning" in summary and "margin alone reaches only 0.550" in summary
+
+
+@pytest.mark.parametrize("preset", ["quick", "paper"])
+def test_every_mode_of_the_presets_redundant_pairs_is_measured_learnable_at_their_budget(preset):
+    # The calibration contract: each of the two modes of a redundant pair reaches >= 0.95 ID
+    # accuracy alone with ce at the study's own budget, and that measurement is on record.
+    from nodulelearn.datasets import load_spec
+
+    study = validate_study(load_study(preset))
+    budget = {k: study.budget.get(k) for k in availability.BUDGET_KEYS}
+    pairs = 0
+    for entry in study.train:
+        spec = load_spec(entry.dist)
+        predictive = [m for m, s in spec.modes.items() if s.fixed is None and s.alignment == 1.0]
+        if len(predictive) != 2:
+            continue
+        pairs += 1
+        for mode in predictive:
+            found = [m.accuracy for m in availability.MEASURED
+                     if m.dist == spec.name and m.mode == mode and m.loss == "ce"
+                     and {k: m.budget.get(k) for k in availability.BUDGET_KEYS} == budget]
+            assert found and min(found) >= 0.95, (entry.id, mode, found)
+    assert pairs == 2
+    assert availability.low_availability_notes(study) == []
