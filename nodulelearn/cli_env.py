@@ -136,6 +136,18 @@ class _QuietLoader(importlib.abc.Loader):
                     sys.stderr.flush()
 
 
+def end_progress_line() -> None:
+    """Ends the line of a Keras progress bar on a terminal, so that what is printed next (an
+    error stopping the training mid-epoch) starts on a line of its own.
+
+    Keras redraws its bar in place on a terminal (``\\r``, no newline until the epoch ends); in
+    a file or a pipe it writes whole lines, so nothing is printed there.
+    """
+    if sys.stdout.isatty():
+        sys.stdout.write("\n")
+        sys.stdout.flush()
+
+
 def exit_on_os_error(name: str, error: OSError) -> NoReturn:
     """Ends command ``name`` after an environment error a user can fix (``--out`` not a directory,
     read-only, a full disk): one line ``<name>: error: <path>: <problem>`` and exit status 1.

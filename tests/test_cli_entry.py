@@ -2,6 +2,7 @@
 
 import configparser
 import importlib.metadata
+import io
 import logging
 import os
 import re
@@ -268,3 +269,17 @@ def test_subcommand_help_imports_no_tensorflow(subcommand):
     result, heavy = _heavy_modules_after([subcommand, "--help"])
     assert "--" in result.stdout and f"nodulelearn {subcommand}:" in result.stdout, result.stderr
     assert "tensorflow" not in heavy and "keras" not in heavy, heavy
+
+
+@pytest.mark.parametrize("terminal", [True, False])
+def test_an_error_after_a_progress_bar_starts_its_own_line_on_a_terminal(monkeypatch, terminal):
+    class Stdout(io.StringIO):
+        def isatty(self):
+            return terminal
+
+    out = Stdout()
+    out.write("\r 3/16 ━━━━━━━━━━━━ 1s 88ms/step - loss: 0.6931")  # Keras redraws in place
+    monkeypatch.setattr(sys, "stdout", out)
+    cli_env.end_progress_line()
+    assert out.getvalue().endswith("0.6931\n") is terminal
+    assert out.getvalue().count("\n") == int(terminal)  # a file or a pipe gets nothing
