@@ -38,7 +38,7 @@ from nodulelearn.locks import LOCK_FILE, LockedError, hold_lock
 from nodulelearn.study import records
 from nodulelearn.study.availability import low_availability_notes
 from nodulelearn.study.plan import Run, plan_runs, shard_runs, train_config_fields
-from nodulelearn.study.spec import StudyError, StudySpec
+from nodulelearn.study.spec import StudyError, StudySpec, is_spec_path
 from nodulelearn.study.sweep import expand_study
 from nodulelearn.study.worker import RUNS_PER_PROCESS, RunWorker, peak_memory_bytes
 
@@ -111,6 +111,29 @@ def run_fingerprint(study: StudySpec, run: Run) -> dict[str, Any]:
     )
 
 
+def location_free(fingerprint: Any) -> Any:
+    """The fingerprint with each distribution file's path replaced by its content digest.
+
+    A run's results depend on what its distributions sample, not on where their files lie: a
+    study folder copied or moved elsewhere (a sweep's point specs live in ``<out>/specs``), or a
+    spec file moved with its content unchanged, keeps its finished runs. Preset names stay.
+    """
+    specs = fingerprint.get("specs") if isinstance(fingerprint, dict) else None
+    if not isinstance(specs, dict):
+        return fingerprint
+    files = {ref: f"file with sha256 {digest}" for ref, digest in specs.items()
+             if isinstance(ref, str) and is_spec_path(ref)}
+
+    def replace(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {files.get(k, k): replace(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [replace(v) for v in value]
+        return files.get(value, value) if isinstance(value, str) else value
+
+    return replace(fingerprint)
+
+
 def fingerprint_changes(old: Any, new: dict[str, Any]) -> list[str]:
     """What differs between a stored fingerprint and the current one, in words (for messages)."""
     if not isinstance(old, dict):
@@ -155,7 +178,7 @@ def run_state(out_dir: str | Path, study: StudySpec, run: Run) -> tuple[str, lis
         stored = records.read_json(directory / IDENTITY_FILE, what="run identity")
         if stored is None:
             return TO_RUN, []
-    if stored == current:
+    if location_free(stored) == location_free(current):
         return (FINISHED if record is not None else TO_RUN), []
     return STALE, fingerprint_changes(stored, current)
 

@@ -267,11 +267,16 @@ def _table(source: str, data: Mapping[str, Any], key: str, required: bool) -> di
     return value
 
 
+def is_spec_path(ref: str) -> bool:
+    """Whether a distribution reference is a file path (``.toml`` or with a slash), not a preset."""
+    return ref.endswith(".toml") or "/" in ref or os.sep in ref
+
+
 def _resolve_dist(ref: Any, base_dir: Path | None, source: str, where: str) -> str:
     """A dataset preset name stays as is; a path (``.toml`` or with a slash) becomes absolute."""
     if not isinstance(ref, str) or not ref:
         raise _fail(source, f"{where} must be a preset name or a path. Received: {ref!r}")
-    if ref.endswith(".toml") or "/" in ref or os.sep in ref:
+    if is_spec_path(ref):
         path = Path(ref)
         if not path.is_absolute() and base_dir is not None:
             path = base_dir / path

@@ -36,6 +36,7 @@ import numpy as np
 
 from nodulelearn.atomic_files import save_figure_atomic, write_csv_atomic
 from nodulelearn.study import stats
+from nodulelearn.study.plan import eval_dists
 from nodulelearn.study.spec import StudySpec, TrainEntry
 from nodulelearn.study.sweep import format_value, swept_paths
 
@@ -135,6 +136,7 @@ def sweep_rows(study: StudySpec, records: Sequence[Mapping[str, Any]]) -> list[d
             continue
         core, shortcut = pair_modes(entry)
         point = dict(entry.point)
+        refs = {t.label: t.ref for t in eval_dists(entry)}  # here, not where the run ran
         for test in record["tests"]:
             metrics = record["metrics"].get(test["label"], {})
             row: dict[str, Any] = {
@@ -152,7 +154,7 @@ def sweep_rows(study: StudySpec, records: Sequence[Mapping[str, Any]]) -> list[d
                 row[f"reliance_{mode}"] = cell.get("reliance", "")
                 row[f"reliance_{mode}_lo"] = cell.get("reliance_ci_low", "")
                 row[f"reliance_{mode}_hi"] = cell.get("reliance_ci_high", "")
-            sign = conflict_alignment(test["ref"], core, shortcut)
+            sign = conflict_alignment(refs.get(test["label"], test["ref"]), core, shortcut)
             acc = _float(metrics.get("accuracy"))
             row["shortcut_bias"] = (
                 bias_from_accuracy(acc, sign) if sign is not None and math.isfinite(acc) else ""

@@ -321,3 +321,34 @@ def test_curve_error_bars_are_never_negative():
     _line(axis, [0.0], [0.0], rows, "x", "reliance_size", "", "-o", "size")
     assert axis.ys == [0.5] and axis.yerr[0] == [0.0]
     assert axis.yerr[1] == [pytest.approx(0.1)]
+
+
+def test_a_sweep_moved_to_another_folder_keeps_its_finished_runs(tmp_path, tiny_study_files,
+                                                                 fake_stages):
+    # A run's identity is what its distributions sample, not where their files lie: a study
+    # copied from a cluster (its point specs in <out>/specs with it) aggregates and resumes.
+    import shutil
+
+    path = _study_file(tmp_path / "here", tiny_study_files, SWEEP_2D, seeds=(0,))
+    study = validate_study(load_study(str(path)))
+    _run(study, tmp_path / "here" / "out", fake_stages())
+    shutil.move(tmp_path / "here", tmp_path / "there")
+    out = tmp_path / "there" / "out"
+    moved = validate_study(load_study(str(tmp_path / "there" / "spec" / path.name)))
+    assert {state for _, state, _ in run_states(moved, out)} == {"finished"}
+    assert [o.status for o in _run(moved, out, fake_stages())] == ["skipped"] * 8
+    agg = aggregate_study(moved, out)
+    assert not agg.missing and len(agg.records) == 8
+    conflict = [r for r in _rows(out / "sweep.csv") if r["test_dist"] == "tiny_conflict"]
+    assert len(conflict) == 8 and all(r["shortcut_bias"] != "" for r in conflict)
+    # The records still name the old paths; the identity compares contents only.
+    record = json.loads(next((out / "runs").glob("*/record.json")).read_text())
+    assert str(tmp_path / "here") in record["fingerprint"]["train"]["train_dist"]
+    # Other content at the new place is still refused, not mixed.
+    train_file = tmp_path / "there" / "spec" / "tiny_train.toml"
+    train_file.write_text(train_file.read_text().replace("pixel_spacing_mm = 1.5",
+                                                         "pixel_spacing_mm = 1.25"))
+    edited = validate_study(load_study(str(tmp_path / "there" / "spec" / path.name)))
+    assert {state for _, state, _ in run_states(edited, out)} == {"stale"}
+    with pytest.raises(StudyError, match="other settings"):
+        _run(edited, out, fake_stages())
