@@ -25,7 +25,7 @@ from nodulelearn.study.runner import FINISHED, STALE, STUDY_FILE, run_dir, run_s
 from nodulelearn.study.spec import StudyError, StudySpec, study_from_dict
 from nodulelearn.study.summary import summary_markdown
 from nodulelearn.study.sweep import expand_study, point_columns
-from nodulelearn.study.sweep_outputs import write_sweep_outputs
+from nodulelearn.study.sweep_outputs import sweep_summary_markdown, write_sweep_outputs
 
 log = logging.getLogger(__name__)
 
@@ -168,6 +168,7 @@ def aggregate_study(study: StudySpec, out_dir: str | Path) -> Aggregate:
         missing=agg.missing,
         encoding_rows=agg.encoding_rows,
     )
+    agg.summary += sweep_summary_markdown(study, agg.records)
     agg.summary += availability_notes_markdown(study)
     written.append(write_text_atomic(out_dir / "summary.md", agg.summary))
     for figure in (

@@ -225,6 +225,32 @@ def paired_difference(
     return Difference(a, b, metric, mean, *t_interval(diffs), p, k, "paired t")
 
 
+def sign_test_difference(
+    a: str, b: str, metric: str, values_a: Sequence[float], values_b: Sequence[float]
+) -> Difference:
+    """Paired difference over many pairs (e.g. every point x seed of a sweep): the mean of the
+    differences, its 95% t interval, and the exact two-sided sign test (``scipy.stats.binomtest``
+    on how many differences are positive among the nonzero ones; p = 1 when all are 0).
+
+    The sign test assumes nothing of the differences' distribution, which matters for a metric
+    that sits at its bound (a shortcut bias of -1 on most points).
+
+    Raises:
+        ValueError: fewer than two pairs, or sequences of different lengths.
+    """
+    if len(values_a) != len(values_b) or len(values_a) < 2:
+        raise ValueError(
+            "Expected two sequences of the same length >= 2 (one value per pair). "
+            f"Received: lengths {len(values_a)} and {len(values_b)}"
+        )
+    diffs = [float(x) - float(y) for x, y in zip(values_a, values_b, strict=True)]
+    above = sum(d > 1e-12 for d in diffs)
+    below = sum(d < -1e-12 for d in diffs)
+    p = float(_scipy_stats().binomtest(above, above + below).pvalue) if above + below else 1.0
+    lo, hi = t_interval(diffs)
+    return Difference(a, b, metric, sum(diffs) / len(diffs), lo, hi, p, len(diffs), "sign")
+
+
 def newcombe_interval(p1: float, n1: float, p2: float, n2: float) -> tuple[float, float]:
     """Newcombe's (1998, method 10) 95% interval of ``p1 − p2`` from two Wilson intervals."""
     l1, u1 = wilson_interval(p1 * n1, n1)

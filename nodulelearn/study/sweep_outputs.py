@@ -320,6 +320,88 @@ def bias_figure(study: StudySpec, rows: Sequence[Mapping[str, Any]], path: str |
     return save_figure_atomic(path, fig)
 
 
+def _num(value: float, digits: int = 2) -> str:
+    return "—" if not math.isfinite(value) else f"{value:+.{digits}f}".replace("-", "−")
+
+
+def bias_comparisons(study: StudySpec, rows: Sequence[Mapping[str, Any]]
+                     ) -> dict[str, list[stats.Difference]]:
+    """Per swept entry, every pair of losses compared on the shortcut bias over the whole sweep.
+
+    The runs of two losses are paired by grid point and seed (each pair: two models trained on
+    the same data), ``a − b`` is averaged over the pairs, with its t interval and the exact sign
+    test (``stats.sign_test_difference``), Holm-corrected over the pairs of losses of the entry.
+    It asks whether a loss shifts the bias across the sweep; the per-point differences (three
+    seeds) rarely can.
+    """
+    losses = [e.id for e in study.losses]
+    found: dict[str, list[stats.Difference]] = {}
+    for base in _swept_entries(study):
+        by_run: dict[tuple[str, str, Any], float] = {}
+        for r in rows:
+            if r["train_dist"] == base and r["shortcut_bias"] not in ("", None):
+                point = tuple((p, r[p]) for p in swept_paths(study))
+                by_run[(r["loss"], point, r["seed"])] = _float(r["shortcut_bias"])
+        differences = []
+        for i, a in enumerate(losses):
+            for b in losses[i + 1:]:
+                keys = sorted(k[1:] for k in by_run if k[0] == a and (b, *k[1:]) in by_run)
+                if len(keys) >= 2:
+                    differences.append(stats.sign_test_difference(
+                        a, b, "shortcut_bias", [by_run[(a, *k)] for k in keys],
+                        [by_run[(b, *k)] for k in keys]))
+        if differences:
+            found[base] = stats.holm_adjust(differences)
+    return found
+
+
+def _holds(d: stats.Difference) -> bool:
+    """Supported: the sign test holds after Holm and the mean's interval excludes 0."""
+    return d.holds and (d.lo > 0 or d.hi < 0)
+
+
+def sweep_summary_markdown(study: StudySpec, records: Sequence[Mapping[str, Any]]) -> str:
+    """summary.md's sweep section: the mean shortcut bias per point and loss, and the losses
+    compared over the whole sweep (``bias_comparisons``); empty without a conflict set."""
+    if not any(e.point for e in study.train):
+        return ""
+    rows = sweep_rows(study, records)
+    comparisons = bias_comparisons(study, rows)
+    losses = [e.id for e in study.losses]
+    lines = []
+    for base, points in _swept_entries(study).items():
+        mine = [r for r in rows if r["train_dist"] == base and r["shortcut_bias"] not in ("", None)]
+        if not mine:
+            continue
+        paths = [path for path, _ in _axes_values(points)]
+        lines += [f"\n## Shortcut bias over the sweep of `{base}` (on `{mine[0]['test_dist']}`)\n",
+                  "P(follows the shortcut) − P(follows the core), mean over seeds [95% t "
+                  "interval] (one seed: the value):\n",
+                  "| " + " | ".join(paths + losses) + " |",
+                  "|" + "---|" * (len(paths) + len(losses))]
+        for entry in points:
+            point = dict(entry.point)
+            cells = []
+            for loss in losses:
+                values = [_float(r["shortcut_bias"]) for r in mine if r["loss"] == loss
+                          and all(r[p] == point[p] for p in paths)]
+                e = stats.estimate(values, interval=(math.nan, math.nan))
+                cells.append("" if e.k == 0 else _num(e.mean) if e.k == 1
+                             else f"{_num(e.mean)} [{_num(e.lo)}, {_num(e.hi)}]")
+            lines.append("| " + " | ".join([format_value(point[p]) for p in paths] + cells) + " |")
+        if base in comparisons:
+            lines += ["", "Loss against loss over the whole sweep, paired by point and seed: mean "
+                      "difference of the bias [95% t interval], exact sign test, Holm over the "
+                      "pairs of losses; holds: Holm p < 0.05 and the interval excludes 0:\n",
+                      "| a − b | difference | pairs | sign test p | Holm p | holds |",
+                      "|---|---|---|---|---|---|"]
+            for d in comparisons[base]:
+                lines.append(f"| {d.a} − {d.b} | {_num(d.diff, 3)} [{_num(d.lo, 3)}, "
+                             f"{_num(d.hi, 3)}] | {d.k} | {d.p:.2g} | {d.p_holm:.2g} | "
+                             f"{'yes' if _holds(d) else 'no'} |")
+    return "\n".join(lines) + ("\n" if lines else "")
+
+
 def write_sweep_outputs(study: StudySpec, records: Sequence[Mapping[str, Any]],
                         out_dir: str | Path) -> list[Path]:
     """Writes sweep.csv, curves.png and (2-D sweeps) bias.png of an expanded study.

@@ -13,6 +13,7 @@ from nodulelearn.study.stats import (
     holm_adjust,
     newcombe_interval,
     paired_difference,
+    sign_test_difference,
     single_difference,
     two_proportion_p,
     wilson_interval,
@@ -114,3 +115,19 @@ def test_holm_against_a_worked_example():
     ])  # fmt: skip
     assert diffs[0].holds and not diffs[1].holds
     assert diffs[0].p_holm == pytest.approx(min(1.0, 2 * diffs[0].p))
+
+
+def test_sign_test_difference_counts_signs_exactly():
+    # 27 of 27 pairs one way: p = 2 / 2**27 (the two-sided exact binomial test); ties drop out.
+    d = sign_test_difference("a", "b", "shortcut_bias", [0.5] * 27 + [0.0], [0.0] * 27 + [0.0])
+    assert d.p == pytest.approx(2 / 2**27) and d.k == 28 and d.test == "sign"
+    assert d.diff == pytest.approx(27 * 0.5 / 28) and d.lo < d.diff < d.hi
+    # 5 up, 5 down: no evidence, whatever the sizes (the t-test would see a mean of +0.45).
+    up_down = sign_test_difference("a", "b", "m", [1.0] * 5 + [-0.1] * 5, [0.0] * 10)
+    assert up_down.p == pytest.approx(1.0) and up_down.diff == pytest.approx(0.45)
+    # 9 of 10 up: the textbook value 22/1024.
+    nine = sign_test_difference("a", "b", "m", [0.2] * 9 + [-0.2], [0.0] * 10)
+    assert nine.p == pytest.approx(22 / 1024)
+    assert sign_test_difference("a", "b", "m", [0.3, 0.3], [0.3, 0.3]).p == 1.0
+    with pytest.raises(ValueError, match="same length >= 2"):
+        sign_test_difference("a", "b", "m", [0.1], [0.2])

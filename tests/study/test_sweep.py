@@ -271,6 +271,34 @@ def test_2d_sweep_writes_the_bias_heatmap(tmp_path, tiny_study_files, fake_stage
     conflict = [r for r in rows if r["test_dist"] == "tiny_conflict"]
     assert len(conflict) == 8 and all(-1 <= float(r["shortcut_bias"]) <= 1 for r in conflict)
     assert (out / "bias.png").stat().st_size > 0 and (out / "curves.png").stat().st_size > 0
+    summary = (out / "summary.md").read_text()
+    section = summary[summary.index("## Shortcut bias over the sweep of `tiny`"):]
+    losses = [e.id for e in study.losses]
+    assert f"| modes.size.visibility | modes.size.alignment | {' | '.join(losses)} |" in section
+    for vis, align in (("0.5", "0"), ("0.5", "1"), ("1", "0"), ("1", "1")):
+        assert f"\n| {vis} | {align} | " in section
+    assert f"| {losses[0]} − {losses[1]} | " in section  # the losses compared over the sweep
+
+
+def test_losses_compared_over_the_whole_sweep_on_planted_biases(tmp_path, tiny_study_files):
+    from nodulelearn.study.sweep_outputs import bias_comparisons
+
+    path = _study_file(tmp_path, tiny_study_files, SWEEP_2D, seeds=(0, 1, 2))
+    study = expand_study(validate_study(load_study(str(path))), tmp_path / "out")
+    a, b = (e.id for e in study.losses)
+    rows = []
+    for entry in (e for e in study.train if e.point):
+        point = dict(entry.point)
+        for seed in (0, 1, 2):
+            shift = 0.1 + 0.01 * seed  # loss a follows the shortcut a little more, every time
+            for loss, bias in ((a, -0.9 + shift), (b, -0.9)):
+                rows.append({"train_dist": "tiny", "loss": loss, "seed": seed, **point,
+                             "shortcut_bias": bias})
+    rows.append({**rows[0], "shortcut_bias": ""})  # a test set that is not a conflict set
+    (d,) = bias_comparisons(study, rows)["tiny"]
+    assert (d.a, d.b, d.k) == (a, b, 12)  # 4 points x 3 seeds
+    assert d.diff == pytest.approx(0.11) and d.lo < 0.11 < d.hi
+    assert d.p == pytest.approx(2 / 2**12) and d.p_holm == pytest.approx(d.p)
 
 
 def test_shortcut_bias_on_planted_predictions():
