@@ -163,11 +163,11 @@ def sweep_rows(study: StudySpec, records: Sequence[Mapping[str, Any]]) -> list[d
     return rows
 
 
-def _subplots(*args, figsize, **kwargs):
+def _subplots(*args, figsize, layout=None, **kwargs):
     # A bare Figure, not pyplot: no backend is chosen or switched, and it renders headless.
     from matplotlib.figure import Figure  # here: importing the study needs no matplotlib
 
-    fig = Figure(figsize=figsize)
+    fig = Figure(figsize=figsize, layout=layout)
     return fig, fig.subplots(*args, **kwargs)
 
 
@@ -297,9 +297,10 @@ def bias_figure(study: StudySpec, rows: Sequence[Mapping[str, Any]], path: str |
                 panels.append((base, loss, axes, mine))
     if not panels:
         return None
-    fig, grid = _subplots(1, len(panels), figsize=(3.6 * len(panels), 3.4), squeeze=False)
+    fig, grid = _subplots(1, len(panels), figsize=(3.6 * len(panels), 3.4), squeeze=False,
+                          layout="constrained")
     image = None
-    for ax, (base, loss, axes, mine) in zip(grid[0], panels, strict=True):
+    for n, (ax, (base, loss, axes, mine)) in enumerate(zip(grid[0], panels, strict=True)):
         (y_path, y_values), (x_path, x_values) = axes
         cells = np.full((len(y_values), len(x_values)), np.nan)
         for i, y in enumerate(y_values):
@@ -313,7 +314,8 @@ def bias_figure(study: StudySpec, rows: Sequence[Mapping[str, Any]], path: str |
         ax.set_xticks(range(len(x_values)), [format_value(v) for v in x_values], fontsize=7)
         ax.set_yticks(range(len(y_values)), [format_value(v) for v in y_values], fontsize=7)
         ax.set_xlabel(x_path, fontsize=8)
-        ax.set_ylabel(y_path, fontsize=8)
+        if n == 0 or panels[n - 1][0] != base:  # one label per entry, not one per panel
+            ax.set_ylabel(y_path, fontsize=8)
         ax.set_title(f"{loss} on {base}\n(on {mine[0]['test_dist']})", fontsize=8)
     fig.colorbar(image, ax=grid[0].tolist(), shrink=0.9,
                  label="shortcut bias = P(follows shortcut) − P(follows core)")
