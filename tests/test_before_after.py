@@ -1,9 +1,13 @@
-"""The public behaviour of a fixed-seed smoke run is unchanged by refactoring: bit-identical.
+"""The public behaviour of a fixed-seed smoke run is unchanged by refactoring.
 
 `bin/train --deterministic` trains an end-to-end run (ce) and a pretrain-then-probe run (supcon);
 their metrics.json and history.csv, and the raw permutation effects of each mode on the ce and
-supcon classifiers, must equal, exactly, the values stored in `tests/fixtures/before_after/`
-(produced by this file's `__main__` at the commit named in the fixture's README).
+supcon classifiers, must equal the values stored in `tests/fixtures/before_after/` (produced by
+this file's `__main__` at the commit named in the fixture's README): bit-identical on the machine
+that stored them, and to within float32 rounding on another CPU (`--deterministic` fixes the
+order of operations, not the instruction set: measured on an AMD EPYC against values stored on
+another CPU, at most 5.8e-5 relative, 2.6e-9 absolute). A real change of results (a prediction
+that flips moves an accuracy by 1/32 here) is far outside that.
 
 The normalised `reliance` shares are left out on purpose: they depend on which (pseudo-)modes
 the analysis reports, which may grow; the raw per-mode effects may not change. New keys (e.g.
@@ -17,6 +21,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import os
 import subprocess
 import sys
@@ -75,18 +80,51 @@ def produce(repo: str, work_dir: str) -> dict:
     return values
 
 
+REL, ABS = 1e-4, 1e-6  # float32 rounding across CPUs (module docstring)
+
+
+def assert_matches(got, expected, where: str) -> None:
+    """``got`` has every key of ``expected`` (new keys may join) with the same values: numbers
+    (also numbers written as text, as in history.csv) to within REL / ABS, anything else equal."""
+    if isinstance(expected, dict):
+        assert isinstance(got, dict), f"{where}: expected a mapping, got {got!r}"
+        for key, value in expected.items():
+            assert key in got, f"{where}: {key!r} is missing"
+            assert_matches(got[key], value, f"{where}.{key}")
+    elif isinstance(expected, list):
+        assert isinstance(got, list) and len(got) == len(expected), f"{where}: {got!r}"
+        for i, (a, b) in enumerate(zip(got, expected, strict=True)):
+            assert_matches(a, b, f"{where}[{i}]")
+    else:
+        try:
+            a, b = float(got), float(expected)
+        except (TypeError, ValueError):
+            assert got == expected, f"{where}: {got!r} != {expected!r}"
+            return
+        assert math.isclose(a, b, rel_tol=REL, abs_tol=ABS), f"{where}: {got!r} != {expected!r}"
+
+
+def test_matching_tolerates_rounding_only():
+    assert_matches({"loss": "0.6526322960853577", "n": 32}, {"loss": "0.6526322364807129", "n": 32},
+                   "x")
+    with pytest.raises(AssertionError, match=r"x.accuracy"):
+        assert_matches({"accuracy": 0.625}, {"accuracy": 0.59375}, "x")  # one flipped image
+    with pytest.raises(AssertionError, match="missing"):
+        assert_matches({}, {"auc": 0.5}, "x")
+    with pytest.raises(AssertionError, match="'train' != 'pretrain'"):
+        assert_matches({"phase": "train"}, {"phase": "pretrain"}, "x")
+
+
 @pytest.mark.slow
-def test_smoke_runs_are_bit_identical_to_the_stored_ones(tmp_path):
+def test_smoke_runs_match_the_stored_ones(tmp_path):
     with open(FIXTURE) as f:
         expected = json.load(f)
     got = produce(REPO, str(tmp_path))
     for loss in LOSSES:
-        assert got[loss]["metrics"] == expected[loss]["metrics"], loss
-        assert got[loss]["history"] == expected[loss]["history"], loss
-        baseline = expected[loss]["sensitivity"]["baseline"]  # new keys (intervals) may join
-        assert {k: got[loss]["sensitivity"]["baseline"].get(k) for k in baseline} == baseline
-        for mode, effects in expected[loss]["sensitivity"]["modes"].items():
-            assert got[loss]["sensitivity"]["modes"].get(mode) == effects, (loss, mode)
+        assert_matches(got[loss]["metrics"], expected[loss]["metrics"], f"{loss} metrics")
+        assert_matches(got[loss]["history"], expected[loss]["history"], f"{loss} history")
+        # new keys (intervals) may join the baseline and the modes; the stored ones must match
+        assert_matches(got[loss]["sensitivity"], expected[loss]["sensitivity"], f"{loss} effects")
 
 
 if __name__ == "__main__":
