@@ -196,6 +196,16 @@ class Difference:
         return f"{self.a} − {self.b}: {num(self.diff)} [{num(self.lo)}, {num(self.hi)}]"
 
 
+def _differences(values_a: Sequence[float], values_b: Sequence[float], what: str) -> list[float]:
+    """``a[i] - b[i]`` of two paired sequences of the same length >= 2, else ValueError."""
+    if len(values_a) != len(values_b) or len(values_a) < 2:
+        raise ValueError(
+            f"Expected two sequences of the same length >= 2 ({what}). "
+            f"Received: lengths {len(values_a)} and {len(values_b)}"
+        )
+    return [float(x) - float(y) for x, y in zip(values_a, values_b, strict=True)]
+
+
 def paired_difference(
     a: str, b: str, metric: str, values_a: Sequence[float], values_b: Sequence[float]
 ) -> Difference:
@@ -210,12 +220,7 @@ def paired_difference(
     Raises:
         ValueError: fewer than two pairs, or sequences of different lengths.
     """
-    if len(values_a) != len(values_b) or len(values_a) < 2:
-        raise ValueError(
-            "Expected two sequences of the same length >= 2 (one value per shared seed). "
-            f"Received: lengths {len(values_a)} and {len(values_b)}"
-        )
-    diffs = [float(x) - float(y) for x, y in zip(values_a, values_b, strict=True)]
+    diffs = _differences(values_a, values_b, "one value per shared seed")
     k = len(diffs)
     mean = sum(diffs) / k
     if all(math.isclose(d, diffs[0], rel_tol=0, abs_tol=1e-12) for d in diffs):
@@ -238,12 +243,7 @@ def sign_test_difference(
     Raises:
         ValueError: fewer than two pairs, or sequences of different lengths.
     """
-    if len(values_a) != len(values_b) or len(values_a) < 2:
-        raise ValueError(
-            "Expected two sequences of the same length >= 2 (one value per pair). "
-            f"Received: lengths {len(values_a)} and {len(values_b)}"
-        )
-    diffs = [float(x) - float(y) for x, y in zip(values_a, values_b, strict=True)]
+    diffs = _differences(values_a, values_b, "one value per pair")
     above = sum(d > 1e-12 for d in diffs)
     below = sum(d < -1e-12 for d in diffs)
     p = float(_scipy_stats().binomtest(above, above + below).pvalue) if above + below else 1.0
