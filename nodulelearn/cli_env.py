@@ -24,8 +24,8 @@ import os
 import re
 import sys
 import tempfile
-from collections.abc import Sequence
-from typing import NoReturn
+from collections.abc import Callable, Sequence
+from typing import Any, NoReturn
 
 #: C++ log lines written before absl's logging is initialised: ``I0000 00:00:... file.cc:12] ...``
 #: (severity I or W), the banner announcing them, and the cpu_feature_guard continuation line.
@@ -64,9 +64,9 @@ def quiet_tensorflow(argv: Sequence[str]) -> bool:
     if verbosity(argv) >= 1:
         # Set, so that a script's own default (``setdefault("TF_CPP_MIN_LOG_LEVEL", "2")``) does
         # not hide what the user asked to see; a level the user exported is kept.
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "0")
+        _set_log_level_unless_chosen("0")
         return False
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    _set_log_level_unless_chosen("3")
     logging.getLogger("tensorflow").setLevel(logging.ERROR)
     # Parts of TensorFlow (SavedModel export) log through absl's logger, which also carries the
     # scripts' own messages: drop only the records that TensorFlow's modules write.
@@ -80,6 +80,12 @@ def quiet_tensorflow(argv: Sequence[str]) -> bool:
     ):
         sys.meta_path.insert(0, _QuietImportFinder())
     return True
+
+
+def _set_log_level_unless_chosen(level: str) -> None:
+    # An exported but empty variable is no choice (TensorFlow reads it as 0: everything shown).
+    if not os.environ.get("TF_CPP_MIN_LOG_LEVEL", "").strip():
+        os.environ["TF_CPP_MIN_LOG_LEVEL"] = level
 
 
 class TensorFlowRecordFilter(logging.Filter):
@@ -134,6 +140,67 @@ class _QuietLoader(importlib.abc.Loader):
                 if kept:
                     sys.stderr.write(kept.decode(errors="replace"))
                     sys.stderr.flush()
+
+
+#: absl's help flags (``-h`` is read as ``--help``): each prints help and, in absl, exits 1.
+_HELP_FLAGS = ("help", "helpshort", "helpfull", "helpxml", "?", "h")
+
+
+def _help_flag(argv: Sequence[str]) -> str | None:
+    """The first help flag of ``argv[1:]`` as absl spells it (``--help``...), or None."""
+    for arg in argv[1:]:
+        if arg == "--":
+            return None
+        name, _, value = arg.lstrip("-").partition("=")
+        if arg.startswith("-") and name in _HELP_FLAGS and value.lower() in ("", "true", "1"):
+            return "--help" if name == "h" else f"--{name}"
+    return None
+
+
+def run_main(main: Callable[[list[str]], Any], argv: Sequence[str] | None = None) -> NoReturn:
+    """``absl.app.run(main)`` with the exits a command line is expected to have.
+
+    - ``--help``, ``--helpshort``, ``--helpfull``, ``-h`` (and ``-?``) print the help and exit 0
+      (absl exits 1), whatever other flags are given;
+    - a flag absl cannot parse (unknown, bad value, required but missing) or an ``app.UsageError``
+      raised by ``main`` (a stray argument, flags that do not go together) prints one line,
+      ``<command>: error: <message> (see <command> --help)``, without absl's pages of help.
+
+    Every ``bin/`` script ends with ``run_main(main)``.
+    """
+    from absl import app
+
+    argv = list(sys.argv if argv is None else argv)
+    help_flag = _help_flag(argv)
+    if help_flag is not None:
+        try:
+            app.run(main, argv=[argv[0], help_flag])  # absl prints the help before main
+        except SystemExit as exit_:
+            sys.exit(0 if exit_.code == 1 else exit_.code)
+        sys.exit(0)
+
+    def usage_error(message: str, exitcode: int) -> NoReturn:
+        name = os.path.basename(argv[0])
+        message = " ".join(line.strip() for line in message.splitlines() if line.strip())
+        print(f"{name}: error: {message} (see {name} --help)", file=sys.stderr, flush=True)
+        sys.exit(exitcode)
+
+    def parse_flags(args: list[str]) -> list[str]:
+        from absl import flags
+
+        try:
+            return flags.FLAGS(args)
+        except flags.Error as error:  # unknown flag, bad value, missing required flag
+            usage_error(str(error), 1)
+
+    def checked_main(args: list[str]) -> Any:
+        try:
+            return main(args)
+        except app.UsageError as error:
+            usage_error(str(error), error.exitcode)
+
+    app.run(checked_main, argv=argv, flags_parser=parse_flags)
+    sys.exit(0)  # not reached: absl's run ends with sys.exit
 
 
 def end_progress_line() -> None:

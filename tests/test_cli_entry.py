@@ -111,7 +111,7 @@ def test_every_subcommand_names_an_installed_script_and_console_script():
 def test_subcommand_help_names_the_command_and_shows_no_tensorflow_logs():
     """One TensorFlow start: `python -m nodulelearn study --help` as a user types it."""
     result = _run([sys.executable, "-m", "nodulelearn", "study", "--help"])
-    assert result.returncode in (0, 1), result.stderr  # absl's --help exits with 1
+    assert result.returncode == 0, result.stderr  # 0, although absl's --help exits with 1
     assert "python -m nodulelearn study:" in result.stdout
     assert "--study" in result.stdout and "--out" in result.stdout
     assert "_bin" not in result.stdout and "_bin" not in result.stderr
@@ -172,11 +172,14 @@ def test_quieting_filters_only_the_chatter_of_the_import(fake_tensorflow, argv, 
     assert logger_level == ("40" if quiet else "0")  # ERROR, or unset (absl's --verbosity rules)
 
 
-def test_quieting_keeps_a_log_level_the_user_chose(fake_tensorflow):
+@pytest.mark.parametrize("exported, argv, expected", [
+    ("1", [], "1"), ("", [], "3"), (" ", [], "3"), ("", ["--verbosity=1"], "0")])
+def test_quieting_keeps_a_log_level_the_user_chose(exported, argv, expected):
+    """An exported but empty TF_CPP_MIN_LOG_LEVEL is no choice: it would show every C++ line."""
     code = ("import os\nfrom nodulelearn.cli_env import quiet_tensorflow\n"
-            "quiet_tensorflow([])\nprint(os.environ['TF_CPP_MIN_LOG_LEVEL'])\n")
-    result = _run([sys.executable, "-c", code], env=_user_env(TF_CPP_MIN_LOG_LEVEL="1"))
-    assert result.stdout.strip() == "1"
+            f"quiet_tensorflow({argv!r})\nprint(repr(os.environ['TF_CPP_MIN_LOG_LEVEL']))\n")
+    result = _run([sys.executable, "-c", code], env=_user_env(TF_CPP_MIN_LOG_LEVEL=exported))
+    assert result.stdout.strip() == repr(expected), result.stderr
 
 
 @pytest.mark.parametrize("argv, expected", [
@@ -269,6 +272,40 @@ def test_subcommand_help_imports_no_tensorflow(subcommand):
     result, heavy = _heavy_modules_after([subcommand, "--help"])
     assert "--" in result.stdout and f"nodulelearn {subcommand}:" in result.stdout, result.stderr
     assert "tensorflow" not in heavy and "keras" not in heavy, heavy
+    assert result.returncode == 0, result.stderr  # absl's own convention is 1
+
+
+@pytest.mark.parametrize("flag", ["-h", "--helpshort", "--helpfull", "--help=true", "-?"])
+def test_every_help_flag_prints_the_help_and_exits_0(flag):
+    result, _ = _heavy_modules_after(["preview", "--dist=clinical", flag])
+    assert result.returncode == 0, result.stderr
+    assert "nodulelearn preview:" in result.stdout and "--out" in result.stdout
+    assert "Traceback" not in result.stderr and "error" not in result.stderr
+
+
+@pytest.mark.parametrize("script", _launch.SCRIPTS)
+def test_bin_scripts_run_directly_answer_dash_h_with_status_0(script):
+    result = _run([sys.executable, str(ROOT / "bin" / script), "-h"])
+    assert result.returncode == 0, result.stderr
+    assert f"{script}:" in result.stdout and "--" in result.stdout
+
+
+@pytest.mark.parametrize("args, message", [
+    (["train", "stray"], "nodulelearn train: error: Unexpected arguments: stray"),
+    (["probe", "--out=x"], "nodulelearn probe: error: Pass exactly one of --run_dir"),
+    (["study", "--aggregate_only"],
+     "nodulelearn study: error: --aggregate_only and --dry_run need --out"),
+    (["export", "--dist=clinical", "--n=4"], "nodulelearn export: error: flag --out=None"),
+    (["train", "--n_train=abc"], "nodulelearn train: error: flag --n_train=abc"),
+    (["preview", "--out=x", "--dist=clinical", "--nmae=3"], "Unknown command line flag 'nmae'"),
+])
+def test_usage_errors_are_one_line_without_the_help(args, message):
+    result, heavy = _heavy_modules_after(args)
+    assert result.returncode == 1, result.stderr
+    lines = [line for line in result.stderr.splitlines() if not line.startswith("HEAVY=")]
+    assert len(lines) == 1 and message in lines[0], result.stderr
+    assert lines[0].endswith(f"(see nodulelearn {args[0]} --help)"), lines
+    assert result.stdout == "" and "tensorflow" not in heavy
 
 
 @pytest.mark.parametrize("terminal", [True, False])

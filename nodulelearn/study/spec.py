@@ -52,6 +52,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from nodulelearn.study.names import safe_path_component
+
 try:
     import tomllib
 except ModuleNotFoundError:  # Python 3.10
@@ -229,9 +231,18 @@ def load_study(name_or_path: str | os.PathLike) -> StudySpec:
             f"Unknown study {text!r}: expected a preset name or a path to a .toml file. "
             f"Valid presets: {', '.join(preset_names())}."
         )
+    if path.is_dir():
+        raise StudyError(f"Study file {str(path)!r} is a folder; expected a .toml file.")
     if not path.is_file():
         raise StudyError(f"Study file {str(path)!r} does not exist.")
-    data = _parse_toml(path.read_text(), str(path))
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise StudyError(
+            f"Study file {str(path)!r} is not a text (UTF-8) TOML file: {err.reason} at byte "
+            f"{err.start}."
+        ) from None
+    data = _parse_toml(text, str(path))
     return study_from_dict(
         data, base_dir=path.resolve().parent, default_name=path.stem, source=str(path)
     )
@@ -284,6 +295,14 @@ def _resolve_dist(ref: Any, base_dir: Path | None, source: str, where: str) -> s
     return ref
 
 
+def _path_component(source: str, text: str, what: str) -> None:
+    """Names that become file or folder names: names.safe_path_component, as a StudyError."""
+    try:
+        safe_path_component(text, what)
+    except ValueError as err:
+        raise _fail(source, str(err)) from None
+
+
 def _positive_int(source: str, where: str, value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
         raise _fail(source, f"{where} must be a positive integer. Received: {value!r}")
@@ -315,6 +334,7 @@ def study_from_dict(
     name = data.get("name", default_name)
     if not isinstance(name, str) or not name:
         raise _fail(source, f"`name` must be a non-empty string. Received: {name!r}")
+    _path_component(source, name, "the study's `name`")
     seeds = data.get("seeds", [0])
     if not isinstance(seeds, list) or not seeds or not all(
         isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds
@@ -389,9 +409,10 @@ def study_from_dict(
         sweep = _sweep_table(source, dist_id, table.get("sweep"))
         train.append(TrainEntry(id=dist_id, dist=dist, ood=ood, sweep=sweep, **pair))
 
-    for entry_id in [e.id for e in losses] + [e.id for e in train]:
-        if "__" in entry_id or "/" in entry_id:
-            raise _fail(source, f"table key {entry_id!r} may not contain '__' or '/' (run ids).")
+    for table, entry_id in [("losses", e.id) for e in losses] + [("train", e.id) for e in train]:
+        _path_component(source, entry_id, f"the [{table}.<id>] key")
+        if "__" in entry_id:
+            raise _fail(source, f"table key {entry_id!r} may not contain '__' (run ids).")
 
     return StudySpec(
         name=name,
