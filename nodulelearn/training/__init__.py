@@ -25,6 +25,7 @@ EXPORTS: dict[str, str] = {
     "DEFAULT_AUGMENT": "nodulelearn.training.config",
     "STRATEGIES": "nodulelearn.training.config",
     "TrainConfig": "nodulelearn.training.config",
+    "check_field": "nodulelearn.training.config",
     "parse_params": "nodulelearn.training.config",
     "resolve_config": "nodulelearn.training.config",
     "AUGMENTATIONS": "nodulelearn.training.augment",

@@ -13,8 +13,8 @@ from typing import Any
 
 from nodulelearn.params import parse_params
 
-__all__ = ["DEFAULT_AUGMENT", "SMOKE_DEFAULTS", "STRATEGIES", "TrainConfig", "parse_params",
-           "resolve_config"]
+__all__ = ["DEFAULT_AUGMENT", "SEED_RANGE", "SMOKE_DEFAULTS", "STRATEGIES", "TrainConfig",
+           "check_field", "check_fields", "parse_params", "resolve_config"]
 
 STRATEGIES = ("default", "mirrored", "multi_worker")
 
@@ -90,10 +90,114 @@ def _positive_int(name: str, value: Any) -> None:
            f"Invalid value for `{name}`. Expected a positive integer. Received: {name}={value!r}")
 
 
+#: The seeds NumPy and ``keras.utils.set_random_seed`` accept: 0 <= seed < 2**32.
+SEED_RANGE = (0, 2**32 - 1)
+
+_COUNT_FIELDS = ("n_train", "n_val", "n_test", "epochs", "probe_epochs", "batch_size")
+_NAME_FIELDS = ("loss", "train_dist", "model", "strategy")
+_NAME_LIST_FIELDS = {"test_dists": "distribution names (presets or .toml paths)",
+                     "augment": "augmentation entries (name or name:key=value;...)"}
+_EXAMPLES = {"test_dists": "['margin_size']", "augment": "['flip', 'rot90']"}
+
+
+def _invalid(name: str, expected: str, value: Any, error: type[Exception] = ValueError) -> Exception:
+    return error(f"Invalid value for `{name}`. Expected {expected}. Received: {name}={value!r} "
+                 f"({type(value).__name__})")
+
+
+def check_field(name: str, value: Any) -> Any:
+    """Checks the type (strictly) and range of one ``TrainConfig`` field; returns it normalised.
+
+    The one check of every field's value, for ``resolve_config`` and for a study's ``[budget]``
+    table: ``bool`` is not a number, a string is not a bool (``"false"`` is not False), a string
+    is not a list of names, NaN and infinity are not learning rates. ``None`` ("the default") is
+    accepted wherever the field's default is None. Lists of names come back as tuples, NumPy
+    integers and floats as Python ones.
+
+    Raises:
+        TypeError: a value of the wrong type (the message says what was expected and received).
+        ValueError: an out-of-range value, or ``name`` is not a field (listing the fields).
+    """
+    import math
+    import numbers
+
+    fields = {f.name: f for f in dataclasses.fields(TrainConfig)}
+    if name not in fields:
+        raise ValueError(f"Unknown TrainConfig field {name!r}. Valid fields: "
+                         f"{', '.join(sorted(fields))}.")
+    if value is None and fields[name].default is None:
+        return None
+    if name in _COUNT_FIELDS or name == "seed":
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+            raise _invalid(name, "an integer" if name == "seed" else "a positive integer",
+                           value, TypeError)
+        # Epochs may be 0 here (a resolved config has 0 for a phase its protocol lacks);
+        # resolve_config requires the protocol's own phases to have at least one.
+        low, high = SEED_RANGE if name == "seed" else (0 if "epochs" in name else 1, None)
+        if value < low or (high is not None and value > high):
+            expected = (f"an integer in [{low}, {high}]" if high is not None
+                        else "a non-negative integer" if low == 0 else "a positive integer")
+            raise _invalid(name, expected, value)
+        return int(value)
+    if name == "image_size":
+        from nodulelearn.datasets.spec import IMAGE_SIZE_RANGE
+
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+            raise _invalid(name, "an integer number of pixels (None: the spec's)", value, TypeError)
+        low, high = IMAGE_SIZE_RANGE
+        if not low <= value <= high:
+            raise _invalid(name, f"an integer in [{low}, {high}] (None: the spec's)", value)
+        return int(value)
+    if name == "learning_rate":
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+            raise _invalid(name, "a positive float", value, TypeError)
+        if not (math.isfinite(value) and value > 0):
+            raise _invalid(name, "a positive, finite float", value)
+        return float(value)
+    if name in ("deterministic", "smoke"):
+        if not isinstance(value, bool):  # also numpy.bool_: JSON cannot hold it
+            raise _invalid(name, "a boolean, True or False (true or false in TOML)", value,
+                           TypeError)
+        return value
+    if name in _NAME_FIELDS or name == "loss_module":
+        if not isinstance(value, str) or not value.strip():
+            raise _invalid(name, "a non-empty string", value, TypeError)
+        return value
+    if name in _NAME_LIST_FIELDS:
+        what = _NAME_LIST_FIELDS[name]
+        if isinstance(value, str):
+            raise _invalid(name, f"a list of {what}, e.g. {_EXAMPLES[name]}; a string is not a "
+                           "list", value, TypeError)
+        if not isinstance(value, (list, tuple)):
+            raise _invalid(name, f"a list of {what}", value, TypeError)
+        for item in value:
+            if not isinstance(item, str) or not item.strip():
+                raise _invalid(name, f"a list of {what}, each a non-empty string", value,
+                               TypeError)
+        return tuple(value)
+    # loss_params, model_params: a table of hyperparameters (their keys are the registry's).
+    if not isinstance(value, Mapping) or not all(isinstance(k, str) for k in value):
+        raise _invalid(name, "a mapping of hyperparameter names to values, e.g. "
+                       "{'temperature': 0.1}", value, TypeError)
+    return dict(value)
+
+
+def check_fields(config: TrainConfig) -> TrainConfig:
+    """``config`` with every field through ``check_field`` (the first bad field raises)."""
+    if not isinstance(config, TrainConfig):
+        hint = " Build one with TrainConfig(**d) or TrainConfig.from_dict(d)." if isinstance(
+            config, Mapping) else ""
+        raise TypeError(f"Expected a TrainConfig. Received: {type(config).__name__}.{hint}")
+    return dataclasses.replace(config, **{
+        f.name: check_field(f.name, getattr(config, f.name)) for f in dataclasses.fields(config)})
+
+
 def resolve_config(config: TrainConfig) -> TrainConfig:
     """Fills in every default and validates ``config``.
 
     Raises:
+        TypeError: ``config`` is not a ``TrainConfig``, or a field has the wrong type (see
+            ``check_field``).
         UnknownNameError: unknown loss, model or distribution (the message lists valid names).
         ValueError: protocol mismatch (e.g. ``probe_epochs`` for an end-to-end loss), invalid loss
             or model hyperparameters (naming the valid ones), out-of-range values.
@@ -103,6 +207,7 @@ def resolve_config(config: TrainConfig) -> TrainConfig:
     from nodulelearn.training.augment import build_augment
     from nodulelearn.training.protocols import PROTOCOLS, losses_of, protocol_for
 
+    config = check_fields(config)  # types first: nothing below reads "false" or "flip" as valid
     if config.loss_module:
         losses.import_loss_module(config.loss_module)
     protocol = protocol_for(config.loss)  # unknown loss, or one no protocol can train, fails
@@ -128,7 +233,9 @@ def resolve_config(config: TrainConfig) -> TrainConfig:
         defaults.update(protocol.smoke_defaults)
     filled = {k: (getattr(config, k) if getattr(config, k) is not None else v)
               for k, v in defaults.items()}
-    image_size = config.image_size or (SMOKE_DEFAULTS["image_size"] if config.smoke else None)
+    image_size = config.image_size
+    if image_size is None and config.smoke:
+        image_size = SMOKE_DEFAULTS["image_size"]
     if image_size is None:
         image_size = load_spec(config.train_dist).image_size
     test_dists = config.test_dists

@@ -34,7 +34,7 @@ from nodulelearn.run_dir import (
 )
 from nodulelearn.training.augment import build_augment
 from nodulelearn.training.callbacks import event as file_event
-from nodulelearn.training.config import TrainConfig, resolve_config
+from nodulelearn.training.config import TrainConfig, check_fields, resolve_config
 from nodulelearn.training.data import render_split, split_seed
 from nodulelearn.training.distribute import make_strategy, worker_info
 from nodulelearn.training.evaluate import evaluate_on
@@ -80,12 +80,14 @@ def train(
         LockedError: another process works on ``run_dir`` (the message names its pid).
         TrainingDivergedError: the loss became NaN / infinite or the weights exploded.
         OSError: ``run_dir`` is not a directory, not writable, or the disk is full.
+        TypeError: ``config`` is not a ``TrainConfig`` or a field has the wrong type.
         ValueError / UnknownNameError: invalid config (see ``resolve_config``).
         DeterminismError: ``config.deterministic`` without ``set_determinism(config.seed)``.
 
     On any failure after the directory was claimed, ``status.json`` says ``failed`` (or
     ``interrupted``) and why; the backups stay, and re-running resumes.
     """
+    check_fields(config)  # a dict or a mistyped field fails here, before TensorFlow starts work
     strategy = make_strategy(config.strategy)  # First: multi-worker needs it before other ops.
     config = resolve_config(config)
     if config.deterministic:

@@ -6,6 +6,7 @@ from nodulelearn.registry import UnknownNameError
 from nodulelearn.training.config import (
     SMOKE_DEFAULTS,
     TrainConfig,
+    check_field,
     parse_params,
     resolve_config,
 )
@@ -53,6 +54,57 @@ def test_probe_epochs_with_an_end_to_end_loss_is_a_clear_error():
 def test_unknown_names_are_listed(field, value, match):
     with pytest.raises((UnknownNameError, ValueError), match=match):
         resolve_config(TrainConfig(**{"loss": "ce", field: value}))
+
+
+@pytest.mark.parametrize("field, value, error, expected", [
+    ("smoke", "false", TypeError, "a boolean"),
+    ("deterministic", 1, TypeError, "a boolean"),
+    ("learning_rate", True, TypeError, "a positive float"),
+    ("learning_rate", float("inf"), ValueError, "a positive, finite float"),
+    ("learning_rate", float("nan"), ValueError, "a positive, finite float"),
+    ("learning_rate", "1e-3", TypeError, "a positive float"),
+    ("image_size", 0, ValueError, r"an integer in \[8, 1024\]"),
+    ("image_size", 7, ValueError, r"an integer in \[8, 1024\]"),
+    ("image_size", 32.0, TypeError, "an integer number of pixels"),
+    ("seed", "0", TypeError, "an integer"),
+    ("seed", -1, ValueError, r"\[0, 4294967295\]"),
+    ("seed", 2**32, ValueError, r"\[0, 4294967295\]"),
+    ("n_train", True, TypeError, "a positive integer"),
+    ("epochs", 2.5, TypeError, "a positive integer"),
+    ("batch_size", 0, ValueError, "a positive integer"),
+    ("test_dists", "margin_size", TypeError, "a string is not a list"),
+    ("augment", "flip", TypeError, "a string is not a list"),
+    ("augment", ["flip", 3], TypeError, "each a non-empty string"),
+    ("loss_params", [("temperature", 0.1)], TypeError, "a mapping"),
+    ("train_dist", None, TypeError, "a non-empty string"),
+])
+def test_every_field_is_type_checked_strictly(field, value, error, expected):
+    """bool is not a number, a string is not a bool nor a list of names, inf is no rate."""
+    with pytest.raises(error, match=rf"Invalid value for `{field}`\. Expected .*{expected}.*"
+                                    rf"Received: {field}="):
+        resolve_config(TrainConfig(**{"loss": "ce", field: value}))
+
+
+def test_the_field_check_normalises_and_accepts_the_bounds():
+    import numpy as np
+
+    assert check_field("seed", np.int64(7)) == 7 and type(check_field("seed", np.int64(7))) is int
+    assert check_field("seed", 2**32 - 1) == 2**32 - 1
+    assert check_field("test_dists", ["clinical"]) == ("clinical",)
+    assert check_field("learning_rate", 1) == 1.0 and check_field("image_size", None) is None
+    config = resolve_config(TrainConfig(loss="ce", smoke=True, image_size=8))
+    assert config.image_size == 8
+    with pytest.raises(ValueError, match="Unknown TrainConfig field 'lr'. Valid fields: augment"):
+        check_field("lr", 0.1)
+
+
+def test_train_refuses_a_dict_before_any_work(tmp_path):
+    from nodulelearn.training import train
+
+    with pytest.raises(TypeError, match=r"Expected a TrainConfig\. Received: dict\. Build one "
+                                        r"with TrainConfig\(\*\*d\)"):
+        train({"loss": "ce", "smoke": True}, tmp_path / "run")
+    assert not (tmp_path / "run").exists()
 
 
 def test_bad_loss_params_name_the_valid_hyperparameters():
