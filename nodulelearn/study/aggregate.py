@@ -26,6 +26,7 @@ from nodulelearn.study.spec import StudyError, StudySpec, study_from_dict
 from nodulelearn.study.summary import summary_markdown
 from nodulelearn.study.sweep import expand_study, point_columns
 from nodulelearn.study.sweep_outputs import sweep_summary_markdown, write_sweep_outputs
+from nodulelearn.study.validate import check_names
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +81,9 @@ def read_study_file(out_dir: str | Path) -> StudySpec:
         ) from None
     if not isinstance(data, dict):
         raise StudyError(f"{str(path)!r} is not a JSON object; pass the study with --study.")
-    return study_from_dict(data, source=str(path))
+    study = study_from_dict(data, source=str(path))
+    check_names(study)  # e.g. --dry_run of a study.json written by an older nodulelearn
+    return study
 
 
 def collect(study: StudySpec, out_dir: str | Path) -> Aggregate:

@@ -161,10 +161,10 @@ def check_sweeps(study: StudySpec) -> None:
                     f"Valid modes: {', '.join(MODE_NAMES)}."
                 )
         for point in point_entries(entry) if entry.sweep else ():
-            if "__" in point.id or "/" in point.id:
+            if "__" in point.id:  # the run id's separator (file-name safety: check_names)
                 raise StudyError(
                     f"Study {study.source!r}: sweep point id {point.id!r} may not contain '__' "
-                    "or '/' (run ids); choose other values."
+                    "(run ids); choose other values."
                 )
             where = f"study {study.source!r}, [train.{entry.id}.sweep] point {point.id!r}"
             for k, ref in enumerate([entry.dist, *(entry.ood or ())]):
@@ -220,6 +220,11 @@ def expand_study(study: StudySpec, out_dir: str | Path) -> StudySpec:
             for k, ref in enumerate([entry.dist, *(entry.ood or ())]):
                 spec = point_spec(ref, point.point, role="id" if k == 0 else "ood", where=where)
                 path = (folder / f"{_label(ref)}.toml").resolve()
+                if str(path) in refs:  # check_names refuses such a study; never overwrite the ID set
+                    raise StudyError(
+                        f"{where}: two test sets are labelled {_label(ref)!r}; their specs would "
+                        f"share {str(path)!r}. Rename one of the files."
+                    )
                 _write_if_changed(path, spec_toml(spec))
                 refs.append(str(path))
             train.append(

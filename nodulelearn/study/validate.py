@@ -9,8 +9,55 @@ from __future__ import annotations
 import dataclasses
 
 from nodulelearn.study.availability import check_availability_study
+from nodulelearn.study.names import safe_path_component
 from nodulelearn.study.spec import RUN_FIELDS, StudyError, StudySpec, TrainEntry
-from nodulelearn.study.sweep import check_sweeps, without_sweeps
+from nodulelearn.study.sweep import check_sweeps, point_entries, without_sweeps
+
+#: Seeds are below 2^32: NumPy's legacy seeding and scikit-learn's ``random_state`` take no more.
+SEED_LIMIT = 2**32
+
+
+def largest_seed_offset() -> int:
+    """The most any stage adds to a run's seed: the analysis seed (run seed + the runner's
+    offset) plus the largest offset the encoding and recoverability read-outs add to it."""
+    from nodulelearn.sensitivity.encoding import ENCODING_SEED_OFFSET
+    from nodulelearn.sensitivity.retraining import FIT_SEED_OFFSET, TEST_SEED_OFFSET
+    from nodulelearn.study.runner import SENSITIVITY_SEED_OFFSET
+
+    return SENSITIVITY_SEED_OFFSET + max(ENCODING_SEED_OFFSET, FIT_SEED_OFFSET, TEST_SEED_OFFSET)
+
+
+def max_seed() -> int:
+    """The largest seed a study accepts: every stage's seed stays below ``SEED_LIMIT``."""
+    return SEED_LIMIT - 1 - largest_seed_offset()
+
+
+def _check_seeds(study: StudySpec) -> None:
+    largest = max_seed()
+    too_large = [s for s in study.seeds if s > largest]
+    if too_large:
+        raise StudyError(
+            f"Study {study.source!r}: `seeds` must be integers from 0 to {largest} (the later "
+            f"stages draw with the seed plus offsets up to {largest_seed_offset()}, and seeds "
+            f"must stay below 2^32). Received: {', '.join(map(str, too_large))}."
+        )
+
+
+def _import_loss_module(study: StudySpec) -> None:
+    """Imports ``[budget] loss_module`` first, so that the losses it registers can be checked."""
+    from nodulelearn import losses
+
+    module = study.budget.get("loss_module")
+    if module is None:
+        return
+    try:
+        losses.import_loss_module(module)
+    except Exception as err:  # ImportError, or whatever the user's module raised on import
+        message = str(err) if isinstance(err, ImportError) else f"{type(err).__name__}: {err}"
+        raise StudyError(
+            f"Study {study.source!r}: [budget] loss_module = {module!r} cannot be imported: "
+            f"{message}"
+        ) from None
 
 
 def _check_losses(study: StudySpec) -> None:
@@ -50,6 +97,88 @@ def _resolve_train(study: StudySpec, entry: TrainEntry) -> TrainEntry:
     for ref in ood:
         _load_dist(study, ref, f"[train.{entry.id}] ood")
     return dataclasses.replace(entry, ood=tuple(ood))
+
+
+def _fail(study: StudySpec, message: str) -> StudyError:
+    return StudyError(f"Study {study.source!r}: {message}")
+
+
+def _point_where(entry: TrainEntry, point: TrainEntry) -> str:
+    if not point.point:
+        return f"[train.{entry.id}]"
+    values = ", ".join(f"{path} = {value!r}" for path, value in point.point)
+    return f"[train.{entry.id}.sweep] point {values}"
+
+
+def _refuse_twice(study: StudySpec, named: list[tuple[str, str]], what: str, why: str) -> None:
+    """Ids equal ignoring case name one folder on macOS' and Windows' file systems: refused."""
+    seen: dict[str, tuple[int, str, str]] = {}
+    for k, (key, where) in enumerate(named):
+        first, other, other_key = seen.setdefault(key.casefold(), (k, where, key))
+        if first != k:
+            named_as = (f"the {what} {key!r}" if key == other_key else
+                        f"the {what}s {other_key!r} and {key!r} (equal up to case: one folder "
+                        "on macOS and Windows)")
+            raise _fail(study, f"{other} and {where} both give {named_as}; {why}")
+
+
+def check_names(study: StudySpec) -> None:
+    """Every name that becomes a path, and every run of the study, checked before any training.
+
+    - every training distribution (a ``[train]`` entry or a sweep point) is named once: a sweep
+      over ``[1, 1.0]``, or an entry named like a point, would list one run twice;
+    - every test set label (a preset's name or a file's stem) names one distribution in the whole
+      study: results.csv, sensitivity files and a sweep point's spec files are keyed by it, so
+      ``siteA/test.toml`` beside ``siteB/test.toml`` is refused (rename one file) rather than
+      letting one set's numbers replace the other's;
+    - every label, point id and run id is a plain file name (``names.safe_path_component``; the
+      study's name and table keys are checked when the file is read).
+
+    Needs no TensorFlow; ``validate_study`` calls it, and so does aggregation for a study read
+    back from study.json.
+
+    Raises:
+        StudyError: naming both entries, or the name and what is wrong with it.
+    """
+    from nodulelearn.study.plan import eval_dists, plan_runs
+
+    _refuse_twice(
+        study, [(e.id, f"[losses.{e.id}]") for e in study.losses], "loss id",
+        "rename one of the tables.",
+    )  # fmt: skip
+    points = [(entry, point) for entry in study.train for point in point_entries(entry)]
+    for entry, point in points:
+        if point.point:
+            _safe(study, point.id, f"{_point_where(entry, point)}: the sweep point id")
+    _refuse_twice(
+        study, [(point.id, _point_where(entry, point)) for entry, point in points],
+        "training distribution", "one run would be listed twice. List each swept value once "
+        "(1 and 1.0 are one point) and name [train] entries unlike sweep points.",
+    )  # fmt: skip
+    labels: dict[str, tuple[str, str]] = {}
+    for entry in study.train:
+        for test in eval_dists(entry):
+            where = f"[train.{entry.id}]" + (" ood" if test.role == "ood" else "")
+            _safe(study, test.label, f"{where}: the label of test set {test.ref!r}")
+            ref, other = labels.setdefault(test.label.casefold(), (test.ref, where))
+            if ref != test.ref:
+                raise _fail(
+                    study, f"test sets {ref!r} ({other}) and {test.ref!r} ({where}) would both "
+                    f"be labelled {test.label!r} (a preset's name or a file's stem, up to case), "
+                    "and results are keyed by that label. Rename one of the files."
+                )
+    runs = plan_runs(study)
+    for run in runs:
+        _safe(study, run.id, "run id (<loss id>__<train id>__s<seed>)")
+    _refuse_twice(study, [(run.id, f"run {run.id!r}") for run in runs], "run id",
+                  "rename one entry.")
+
+
+def _safe(study: StudySpec, text: str, what: str) -> None:
+    try:
+        safe_path_component(text, what)
+    except ValueError as err:
+        raise _fail(study, str(err)) from None
 
 
 def _check_budget(study: StudySpec) -> None:
@@ -115,10 +244,13 @@ def validate_study(study: StudySpec) -> StudySpec:
         StudyError: an unknown loss, hyperparameter, distribution or budget key, listing the
             valid ones.
     """
+    _check_seeds(study)
+    _import_loss_module(study)
     _check_losses(study)
     _check_budget(study)
     train = tuple(_resolve_train(study, entry) for entry in study.train)
     study = dataclasses.replace(study, train=train)
+    check_names(study)
     check_sweeps(study)  # every sweep point's distributions, before any training
     check_availability_study(study)
     _check_run_configs(without_sweeps(study))
