@@ -191,6 +191,13 @@ def _check_budget(study: StudySpec) -> None:
             f"Study {study.source!r}: unknown [budget] key(s) {', '.join(unknown)}. "
             f"Valid keys (TrainConfig fields): {', '.join(sorted(fields - set(RUN_FIELDS)))}."
         )
+    from nodulelearn.training.config import check_field  # the one type check of the fields
+
+    for key, value in study.budget.items():
+        try:
+            check_field(key, value)
+        except (TypeError, ValueError) as err:
+            raise StudyError(f"Study {study.source!r}: [budget] {key}: {err}") from None
 
 
 def _check_bounds(study: StudySpec, run_id: str, config) -> None:
