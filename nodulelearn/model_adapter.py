@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import weakref
 
 from nodulelearn import params as param_grammar
 from nodulelearn.model_io import ModelLoadError, ModelOutputError
@@ -41,6 +42,9 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 # The two values each parametrised intensity takes, in order.
 _INTENSITY_PARAMS = {"window": ("low", "high"), "zscore": ("mean", "std")}
+# Adapted model -> the record of the adapter that made it, so that code handed the adapted model
+# (the predictor, the encoding) stores what the model really is.
+_RECORDS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def _window_hu() -> tuple[float, float]:
@@ -260,16 +264,31 @@ class ModelAdapter:
                 without ``softmax:INDEX``.
         """
         self._check_outputs(model)
-        return model if self.is_identity(model) else self._wrap(model, select_output=True)
+        adapted = model if self.is_identity(model) else self._wrap(model, select_output=True)
+        if adapted is not model:
+            _RECORDS[adapted] = self.describe(model)
+        return adapted
 
     def adapt_encoder(self, encoder):
         """``encoder`` taking our patches: only the input side applies (embeddings unchanged)."""
         if self.intensity[0] == "unit" and self.channels(encoder) == 1:
             return encoder
-        return self._wrap(encoder, select_output=False)
+        adapted = self._wrap(encoder, select_output=False)
+        _RECORDS[adapted] = self.describe(encoder)
+        return adapted
 
 
 DEFAULT = ModelAdapter()
+
+
+def adapter_record(model, adapter=None) -> dict:
+    """What ``model`` is fed and how it is read, as stored in output files: the record of the
+    adapter that made ``model`` (``ModelAdapter.adapt``), else ``adapter``'s (default: ours)."""
+    try:
+        record = _RECORDS.get(model)
+    except TypeError:  # an object that cannot be weakly referenced was never adapted
+        record = None
+    return dict(record) if record is not None else (adapter or DEFAULT).describe(model)
 
 
 def as_adapter(adapter=None, outputs: str = "probability") -> ModelAdapter:

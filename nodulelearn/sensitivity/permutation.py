@@ -17,11 +17,13 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import time
 
 import numpy as np
 
 from nodulelearn.datasets import MODE_NAMES, get_mode, load_spec, sample_factors, spec_at_image_size
+from nodulelearn.model_adapter import adapter_record, as_adapter
 from nodulelearn.model_io import check_model, model_image_size
 from nodulelearn.sensitivity import intervals, metrics
 from nodulelearn.sensitivity.prediction import Predictor
@@ -38,6 +40,52 @@ def check_analysed_mode(mode: str) -> None:
     """Raises a ``ValueError`` listing the valid names unless ``mode`` is a mode or nuisance."""
     if mode not in ANALYSED_MODES:
         raise ValueError(f"Unknown mode {mode!r}. Valid modes: {', '.join(ANALYSED_MODES)}.")
+
+
+def as_keras_model(model, what: str = "model"):
+    """``model`` itself if it is a Keras model, the model of a loaded run (``load_run``).
+
+    Raises:
+        TypeError: anything else (a path, a SavedModel, ...), saying what to pass instead.
+    """
+    import keras
+
+    from nodulelearn.run_dir import TrainedRun
+
+    if isinstance(model, TrainedRun):
+        return model.model
+    if isinstance(model, keras.Model):
+        return model
+    shown = f" {model!r}" if isinstance(model, (str, os.PathLike)) else ""
+    raise TypeError(
+        f"Expected {what} to be a Keras model (keras.Model) or a loaded run "
+        f"(nodulelearn.load_run(run_dir)). Received: {type(model).__name__}{shown}. Load a .keras "
+        "file with nodulelearn.sensitivity.load_keras_model(path), a run directory with "
+        "nodulelearn.load_run(path).")
+
+
+def check_integer(name: str, value, minimum: int | None = None) -> int:
+    """``value`` if it is an integer (not a bool) of at least ``minimum``.
+
+    Raises:
+        TypeError: not an integer; ValueError: below ``minimum``.
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"Invalid value for argument `{name}`. Expected an integer. Received: "
+                        f"{name}={value!r} ({type(value).__name__})")
+    if minimum is not None and value < minimum:
+        raise ValueError(f"Invalid value for argument `{name}`. Expected an integer >= {minimum}."
+                         f" Received: {name}={value!r}")
+    return int(value)
+
+
+def check_spec_argument(spec, name: str = "spec") -> None:
+    """Raises a ``TypeError`` unless ``spec`` is a preset name, a TOML path or a spec."""
+    from nodulelearn.datasets import DistributionSpec
+
+    if not isinstance(spec, (str, os.PathLike, DistributionSpec)):
+        raise TypeError(f"Expected {name} to be a preset name, a .toml path or a "
+                        f"DistributionSpec. Received: {type(spec).__name__} {spec!r}"[:300])
 
 
 def mode_kind(mode: str) -> str:
@@ -137,11 +185,13 @@ def permutation_sensitivity(
     modes=None,
     factors=None,
     predictor=None,
+    adapter=None,
 ) -> dict:
     """Permutation sensitivity of ``model`` to every mode of ``spec``'s test distribution.
 
     Args:
-        model: Keras classifier, images ``[B, H, W, 1]`` -> P(malignant) ``[B, 1]`` (or logits).
+        model: Keras classifier (or a loaded run), read through ``adapter``; without one,
+            images ``[B, H, W, 1]`` -> P(malignant) ``[B, 1]`` (or logits).
         spec: a ``DistributionSpec``, a preset name or a path to a TOML spec. It is rendered
             at the model's declared input size (``spec_at_image_size``: same field of view),
             as evaluation does, so a 32-pixel model is analysed on any preset.
@@ -153,18 +203,30 @@ def permutation_sensitivity(
         bootstrap: bootstrap draws for the 95% intervals.
         modes: the modes to analyse (default ``ANALYSED_MODES``: all eight, then ``nuisance``).
         factors: the test samples, if already drawn (default ``sample_factors(spec, n, seed)``).
-        predictor: a ``Predictor`` of ``model`` for ``spec`` to reuse (default: a new one).
+        predictor: a ``Predictor`` of the adapted ``model`` for ``spec`` to reuse (default: a
+            new one).
+        adapter: a ``nodulelearn.model_adapter.ModelAdapter`` (the model's channels, input
+            intensity and outputs); default: our [0, 1] patches and ``outputs``.
 
     Returns:
-        ``{"distribution", "image_size", "n", "repeats", "seed", "outputs",
+        ``{"distribution", "image_size", "n", "repeats", "seed", "outputs", "adapter",
         "baseline": {accuracy, auc, ...},
         "modes": [record per mode], "images_predicted", "seconds"}``. A record holds ``mode``,
         ``kind`` ("nuisance" for the noise seeds), ``varies`` and, for each of ``delta_accuracy``, ``delta_auc``, ``flip_rate``,
         ``mean_abs_delta_p``, ``reliance``: the value and ``<name>_ci_low`` / ``<name>_ci_high``.
         Effects of a mode that does not vary in the test set are ``None``.
     """
-    if repeats < 1 or n < 2:
-        raise ValueError(f"Expected n >= 2 and repeats >= 1. Received: n={n}, repeats={repeats}")
+    model = as_keras_model(model)
+    n, repeats = check_integer("n", n, 2), check_integer("repeats", repeats, 1)
+    seed, batch_size = check_integer("seed", seed, 0), check_integer("batch_size", batch_size, 1)
+    bootstrap = check_integer("bootstrap", bootstrap, 1)
+    if isinstance(modes, str):
+        raise TypeError(f"Expected modes to be a list of mode names. Received the string "
+                        f"{modes!r}; pass [{modes!r}].")
+    check_spec_argument(spec)
+    adapter = as_adapter(adapter, outputs)
+    record = adapter_record(model, adapter)
+    model, outputs = adapter.adapt(model), adapter.output_kind
     # A preset name, a TOML path (str or Path) or a spec, at the model's size.
     spec = spec_at_image_size(load_spec(spec), model_image_size(model))
     modes = tuple(ANALYSED_MODES if modes is None else modes)
@@ -214,7 +276,8 @@ def permutation_sensitivity(
         "n": n,
         "repeats": repeats,
         "seed": seed,
-        "outputs": outputs,
+        "outputs": record["outputs"],
+        "adapter": record,
         "baseline": metrics.baseline_metrics(factors.labels, base_probs),
         "modes": records,
         "images_predicted": predictor.calls - calls_before,

@@ -20,6 +20,7 @@ import tensorflow as tf
 
 from nodulelearn import run_dir as run_layout
 from nodulelearn.datasets import load_spec, sample_factors, spec_at_image_size
+from nodulelearn.model_adapter import adapter_record, as_adapter
 from nodulelearn.model_io import check_input_shape, model_image_size
 from nodulelearn.sensitivity import comparison, figures, report
 from nodulelearn.sensitivity.dependence import partial_dependence
@@ -220,6 +221,7 @@ def probe_encoding(encoder, spec, out_dir: str, *, seed: int, n: int | None = No
     result = measure_encoding(lambda f: renderers.embeddings(spec, f), spec, seed=seed,
                               embedding_dim=width, n=n)
     result["model"] = label
+    result["adapter"] = adapter_record(encoder)
     report.write_json(os.path.join(out_dir, report.DECODABILITY_JSON), result)
     report.save_figure(os.path.join(out_dir, report.ENCODING_PNG), figures.encoding_figure(
         result, f"{label + ': ' if label else ''}encoding on {spec.name}"))
@@ -248,7 +250,8 @@ def probe_recoverability(model, encoder, dists, out_dir: str, *, seed: int, n_te
             seed=seed, n_test=n_test, n_fit=n_fit,
         ))
     report.write_recoverability(out_dir, {
-        "model": label, "seed": seed, "n_fit": n_fit, "n_test": n_test,
+        "model": label, "adapter": adapter_record(model), "seed": seed, "n_fit": n_fit,
+        "n_test": n_test,
         "intervals": "accuracy: Wilson 95%; AUC: DeLong 95%; gain: paired percentile "
                      "bootstrap 95%",
         "records": records,
@@ -272,6 +275,7 @@ def probe_dists(
     saliency_per_class: int = 3,
     label: str | None = None,
     image_size: int | None = None,
+    adapter=None,
     train_dist=None,
     encoding_dist=None,
     encoding_n: int | None = None,
@@ -292,6 +296,8 @@ def probe_dists(
             Default: the first of ``dists``.
         encoding_dist: the distribution to measure encoding on, as given (no decorrelation).
         encoding_n: encoding samples (default ``encoding_sample_size(D)``).
+        adapter: a ``nodulelearn.model_adapter.ModelAdapter`` for a model (and encoder) that
+            takes other channels or intensities, or outputs a softmax (replaces ``outputs``).
         recover_dists: distributions for recoverability (none: skipped).
         recover_n: labelled samples the head is refitted on; ``n`` more test it.
         Other arguments: see ``probe_model``.
@@ -304,6 +310,10 @@ def probe_dists(
         ValueError: no distribution, duplicate names, encoding or recoverability asked for
             without an encoder.
     """
+    # From here on the model (and encoder) take our [0, 1] patches and output one column.
+    adapter = as_adapter(adapter, outputs)
+    model, outputs = adapter.adapt(model), adapter.output_kind
+    encoder = None if encoder is None else adapter.adapt_encoder(encoder)
     size = image_size if image_size is not None else model_image_size(model)
     specs = [spec_at_image_size(d, size) for d in dists]
     if not specs:
