@@ -53,6 +53,10 @@ BACKUP = "backup"
 NOT_PART_OF_IDENTITY = ("out_dir", "overwrite", "strategy", "environment")
 
 
+#: The values of ``status.json``'s "state".
+STATES = ("new", "running", "complete", "failed", "interrupted")
+
+
 class RunDirectoryError(RuntimeError):
     """The run directory holds another run (different config) or something else entirely."""
 
@@ -152,7 +156,13 @@ class RunDirectory:
         """``{"state": "running" | "complete" | "failed", ...}``, or ``{"state": "new"}``."""
         if not self.file(STATUS).exists():
             return {"state": "new"}
-        return self.read_json(STATUS)
+        status = self.read_json(STATUS)
+        if not isinstance(status, dict):
+            raise _damaged(self.file(STATUS), "the run status should be a JSON object {...}, "
+                           f"but it holds a {_json_type(status)}: {_excerpt(status)}",
+                           RunDirectoryError)
+        _state(status, self.file(STATUS), RunDirectoryError)
+        return status
 
     def set_status(self, state: str, **details: Any) -> None:
         atomic_write_json(self.file(STATUS), {"state": state, **details})
@@ -180,6 +190,10 @@ class RunDirectory:
                     "is not a nodulelearn run (so --overwrite will not delete it either). Choose "
                     "another --out_dir.")
             old = self.read_json(CONFIG)
+            if not isinstance(old, dict):
+                raise _damaged(self.file(CONFIG), "the run configuration should be a JSON object "
+                               f"{{...}}, but it holds a {_json_type(old)}: {_excerpt(old)}. "
+                               "Pass --overwrite to start the run over", RunDirectoryError)
             differences = _differences(old, config)
             if differences:
                 raise RunDirectoryError(
@@ -250,7 +264,8 @@ def load_run(run_dir: str | os.PathLike, *, unsafe_deserialization: bool = False
         raise ModelLoadError(f"Run directory not found: {run_dir!r}.")
     status = "new"
     if os.path.isfile(os.path.join(run_dir, STATUS)):
-        status = read_json(os.path.join(run_dir, STATUS), what="run status").get("state", "new")
+        status = _state(_read_object(os.path.join(run_dir, STATUS), "run status", read_json),
+                        os.path.join(run_dir, STATUS), ModelLoadError)
     model_path = os.path.join(run_dir, MODEL)
     if not os.path.isfile(model_path):
         present = ", ".join(sorted(os.listdir(run_dir))) or "nothing"
@@ -261,17 +276,15 @@ def load_run(run_dir: str | os.PathLike, *, unsafe_deserialization: bool = False
         )
     config = {}
     if os.path.isfile(os.path.join(run_dir, CONFIG)):
-        config = read_json(os.path.join(run_dir, CONFIG), what="run configuration")
+        config = _read_object(os.path.join(run_dir, CONFIG), "run configuration", read_json)
+    test_dists = _test_dists(config, os.path.join(run_dir, CONFIG))
     metrics = None
     if os.path.isfile(os.path.join(run_dir, METRICS)):
-        metrics = read_json(os.path.join(run_dir, METRICS), what="run metrics")
+        metrics = _read_object(os.path.join(run_dir, METRICS), "run metrics", read_json)
     encoder_path = os.path.join(run_dir, ENCODER)
     encoder = None
     if os.path.isfile(encoder_path):
         encoder = load_keras_model(encoder_path, unsafe_deserialization=unsafe_deserialization)
-    test_dists = config.get("test_dists") or ()
-    if isinstance(test_dists, str):
-        test_dists = [d for d in test_dists.split(",") if d]
     return TrainedRun(
         run_dir=run_dir,
         name=os.path.basename(os.path.normpath(run_dir)),
@@ -282,3 +295,52 @@ def load_run(run_dir: str | os.PathLike, *, unsafe_deserialization: bool = False
         metrics=metrics,
         status=status,
     )
+
+
+def _damaged(path: str | os.PathLike, problem: str, error: type[Exception]) -> Exception:
+    return error(f"{os.fspath(path)} is damaged: {problem} (edited by hand, or written by another "
+                 "program?). Re-run the training into a new directory, or restore the file.")
+
+
+def _read_object(path: str, what: str, read_json) -> dict:
+    """The JSON object (``{...}``) in ``path``; any other JSON value is a damaged file."""
+    from nodulelearn.model_io import ModelLoadError
+
+    data = read_json(path, what=what)
+    if not isinstance(data, dict):
+        raise _damaged(path, f"the {what} should be a JSON object {{...}}, but it holds a "
+                       f"{_json_type(data)}: {_excerpt(data)}", ModelLoadError)
+    return data
+
+
+def _state(status: Mapping[str, Any], path: str | os.PathLike, error: type[Exception]) -> str:
+    """``status["state"]`` ("new" if absent), which must be one of ``STATES``."""
+    state = status.get("state", "new")
+    if state not in STATES:
+        raise _damaged(path, f"its \"state\" should be one of {', '.join(STATES)}; it is "
+                       f"{_excerpt(state)}", error)
+    return state
+
+
+def _test_dists(config: Mapping[str, Any], path: str) -> tuple[str, ...]:
+    """The run's test distributions: a list of names (or, from older runs, "a,b")."""
+    from nodulelearn.model_io import ModelLoadError
+
+    test_dists = config.get("test_dists") or ()
+    if isinstance(test_dists, str):
+        test_dists = [d for d in test_dists.split(",") if d]
+    if not isinstance(test_dists, (list, tuple)) or not all(
+            isinstance(d, str) and d for d in test_dists):
+        raise _damaged(path, "its \"test_dists\" should be a list of distribution names; it is "
+                       f"{_excerpt(test_dists)}", ModelLoadError)
+    return tuple(test_dists)
+
+
+def _json_type(value: Any) -> str:
+    names = {list: "list", str: "string", bool: "boolean", int: "number", float: "number"}
+    return "null" if value is None else names.get(type(value), type(value).__name__)
+
+
+def _excerpt(value: Any) -> str:
+    text = json.dumps(value)
+    return text if len(text) <= 60 else text[:57] + "..."

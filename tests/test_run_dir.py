@@ -82,3 +82,32 @@ def test_the_saved_model_export_replaces_the_folder_atomically(tmp_path):
     run_dir.atomic_export(Fine(), target)
     assert sorted(p.name for p in target.iterdir()) == ["saved_model.pb"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["saved_model", "seen", "x"]
+
+
+@pytest.mark.parametrize("name, content, message", [
+    (run_dir.STATUS, [1, 2], r"status.json is damaged: the run status should be a JSON object "
+                             r"\{\.\.\.\}, but it holds a list: \[1, 2\]"),
+    (run_dir.STATUS, {"state": 3}, r"status.json is damaged: its \"state\" should be one of new, "
+                                   r"running, complete, failed, interrupted; it is 3"),
+    (run_dir.CONFIG, [], r"config.json is damaged: the run configuration should be a JSON object"
+                         r" \{\.\.\.\}, but it holds a list: \[\]"),
+    (run_dir.CONFIG, {"test_dists": 5}, r"config.json is damaged: its \"test_dists\" should be a "
+                                        r"list of distribution names; it is 5"),
+    (run_dir.CONFIG, {"test_dists": ["clinical", None]}, r"it is \[\"clinical\", null\]"),
+    (run_dir.METRICS, "x", r"metrics.json is damaged: the run metrics should be a JSON object"),
+])
+def test_a_damaged_run_file_is_one_clear_error(tmp_path, name, content, message):
+    """Valid JSON of the wrong shape names the file and what it holds, before any model loads."""
+    (tmp_path / name).write_text(json.dumps(content))
+    (tmp_path / run_dir.MODEL).write_text("not a model: it must not be reached")
+    with pytest.raises(ModelLoadError, match=message):
+        run_dir.load_run(tmp_path)
+    if name == run_dir.STATUS:  # training reads the status through RunDirectory
+        with pytest.raises(run_dir.RunDirectoryError, match=message):
+            run_dir.RunDirectory(tmp_path).status()
+
+
+def test_a_config_that_is_not_an_object_is_refused_when_a_run_is_claimed(tmp_path):
+    (tmp_path / run_dir.CONFIG).write_text("[]")
+    with pytest.raises(run_dir.RunDirectoryError, match=r"config.json is damaged.*--overwrite"):
+        run_dir.RunDirectory(tmp_path).prepare({"loss": "ce"})
