@@ -24,6 +24,7 @@ RECOVERABILITY_CSV = "recoverability.csv"
 ENCODING_COMPARISON_CSV = "encoding_comparison.csv"
 ENCODING_COMPARISON_PNG = "encoding_comparison.png"
 SALIENCY_PNG = "saliency.png"
+PATCH_SALIENCY_PNG = "saliency_images.png"  # saliency on real patches (probe --images)
 COMPARISON_CSV = "comparison.csv"
 COMPARISON_PNG = "comparison.png"
 

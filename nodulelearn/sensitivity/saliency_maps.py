@@ -15,6 +15,7 @@ tf-explain 0.3 was written for tf.keras 2. Under Keras 3 two things need care:
 from __future__ import annotations
 
 import logging
+import os
 import warnings
 
 import cv2
@@ -197,3 +198,37 @@ def saliency(model, images, labels, probs, *, outputs="probability", patch_size=
         result["gradcam_message"] = f"Grad-CAM skipped: {err}."
         logger.warning("%s", result["gradcam_message"])
     return result
+
+
+def patch_saliency(model, patches, out_dir: str, *, adapter=None, outputs="probability",
+                   per_class: int = 3, label: str | None = None) -> dict:
+    """Saliency of ``model`` on the first ``per_class`` benign and malignant real patches (a
+    ``nodulelearn.datasets.patches.Patches``), drawn to ``out_dir``/saliency_images.png.
+
+    Args:
+        model: the classifier, read through ``adapter`` (a ``ModelAdapter``; default: our
+            [0, 1] patches and ``outputs``).
+        per_class: patches per class (at least 1).
+
+    Returns:
+        The maps (see ``saliency``) plus ``"file"`` and ``"adapter"``.
+    """
+    from nodulelearn.model_adapter import adapter_record, as_adapter
+    from nodulelearn.model_io import output_column, to_probabilities
+    from nodulelearn.sensitivity import figures, report
+
+    if isinstance(per_class, bool) or not isinstance(per_class, int) or per_class < 1:
+        raise ValueError(f"Expected per_class to be a positive integer. Received: {per_class!r}")
+    adapter = as_adapter(adapter, outputs)
+    record = adapter_record(model, adapter)
+    adapted = adapter.adapt(model)
+    picks = np.concatenate([np.flatnonzero(patches.labels == c)[:per_class] for c in (0, 1)])
+    images = patches.images[picks]
+    raw = output_column(adapted.predict(images, batch_size=len(images), verbose=0))
+    probs = to_probabilities(raw, adapter.output_kind, where=f"{adapted.name} on the patches")
+    maps = saliency(adapted, images, patches.labels[picks], probs, outputs=adapter.output_kind)
+    title = f"{label + ': ' if label else ''}saliency (tf-explain) on {patches.name}"
+    maps["file"] = report.save_figure(os.path.join(out_dir, report.PATCH_SALIENCY_PNG),
+                                      figures.saliency_figure(maps, title))
+    maps["adapter"] = record
+    return maps
