@@ -48,13 +48,23 @@ def make_dataset(
     Returns:
         A ``tf.data.Dataset`` of ``(images, labels)`` or ``(images, labels, factors)``;
         images float32 in [0, 1], labels int32 ``[B]``.
+
+    Raises:
+        TypeError: ``n``, ``seed``, ``batch_size`` or ``start`` is not an integer (``"32"``,
+            ``1.5`` and ``True`` are not).
+        ValueError: ``n`` or ``start`` below 0, ``batch_size`` below 1.
     """
-    spec = load_spec(spec)
-    for arg, value, minimum in (("n", n, 0), ("batch_size", batch_size, 1), ("start", start, 0)):
-        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+    # Checked before the spec and the graph: a wrong type fails here, not inside tf.data's tracing.
+    for arg, value, minimum in (("n", n, 0), ("seed", seed, None), ("batch_size", batch_size, 1),
+                                ("start", start, 0)):
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+            raise TypeError(f"Invalid value for argument `{arg}`. Expected an integer. Received: "
+                            f"{arg}={value!r} ({type(value).__name__})")
+        if minimum is not None and value < minimum:
             raise ValueError(f"Invalid value for argument `{arg}`. Expected an integer >= "
                              f"{minimum}. Received: {arg}={value!r}")
-    n, batch_size, start = int(n), int(batch_size), int(start)
+    n, seed, batch_size, start = int(n), int(seed), int(batch_size), int(start)
+    spec = load_spec(spec)
 
     def make_batch(index: tf.Tensor):
         labels = tf.cast(index % 2, tf.int32) if class_balanced else None
