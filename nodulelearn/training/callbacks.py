@@ -278,7 +278,9 @@ class TrainingHealth(keras.callbacks.Callback):
     Raises ``TrainingDivergedError`` when the loss is NaN / infinite or a trainable weight is
     non-finite or beyond ``WEIGHT_LIMIT`` in magnitude (a learning rate far too high). It runs
     before the backup callback, so the last backup keeps the last sound weights. Warns (once per
-    phase) when the loss is exactly 0: its gradients vanish and nothing is learned.
+    phase) when the loss is exactly 0: its gradients vanish and nothing is learned; for a margin
+    loss (triplet, contrastive, lifted structure) it says instead, at INFO, that every triplet or
+    pair satisfies the margin.
 
     Args:
         loss_name: name of the loss, for the messages.
@@ -304,10 +306,7 @@ class TrainingHealth(keras.callbacks.Callback):
                     "--loss_params.")
             if value == 0.0 and not self._warned_zero:
                 self._warned_zero = True
-                log.warning(
-                    "The loss %r is exactly 0 in epoch %d of the %s phase: its gradients vanish "
-                    "and the model learns nothing. Check --loss_params (e.g. a huge focal gamma) "
-                    "and --batch_size.", self.loss_name, epoch + 1, self.phase)
+                self._report_zero_loss(epoch)
         for weights, limit, what in ((self.model.trainable_weights, WEIGHT_LIMIT, "weight"),
                                      (self.model.non_trainable_weights, STATE_LIMIT,
                                       "non-trainable weight (e.g. a batch-norm variance)")):
@@ -320,6 +319,27 @@ class TrainingHealth(keras.callbacks.Callback):
                     f"{self.phase} phase (largest |{what}| {largest:.3g}, limit {limit:g}; loss "
                     f"{self.loss_name!r} = {'n/a' if value is None else f'{value:.4g}'}). Try a "
                     "lower --learning_rate.")
+
+
+    def _report_zero_loss(self, epoch: int) -> None:
+        # A margin loss (a hinge: max(0, d_ap - d_an + margin), margin > 0) is 0 exactly when
+        # every triplet or pair of the batches satisfies its margin: a result, not a fault. Any
+        # other loss at exactly 0 has vanishing gradients from a hyperparameter or a bug.
+        loss = getattr(self.model, "loss", None)
+        margin = getattr(loss, "margin", None)
+        if isinstance(margin, (int, float)) and not isinstance(margin, bool) and margin > 0:
+            unit = "triplet" if "triplet" in type(loss).__name__.lower() else "pair"
+            log.info(
+                "The loss %r is 0 in epoch %d of the %s phase because every %s of the training "
+                "batches already satisfies the margin (margin=%g): the embedding separates the "
+                "classes by at least the margin there. Not a fault; a larger margin (e.g. "
+                "--loss_params=margin=%g) keeps the encoder learning.", self.loss_name,
+                epoch + 1, self.phase, unit, margin, 2 * margin)
+            return
+        log.warning(
+            "The loss %r is exactly 0 in epoch %d of the %s phase: its gradients vanish and the "
+            "model learns nothing. Check --loss_params (e.g. a huge focal gamma) and "
+            "--batch_size.", self.loss_name, epoch + 1, self.phase)
 
 
 class ExpectStartEpoch(keras.callbacks.Callback):

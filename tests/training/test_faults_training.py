@@ -142,3 +142,23 @@ def test_resuming_after_the_pretraining_keeps_its_history_rows(tmp_path):
     history = (tmp_path / "run" / "history.csv").read_text().splitlines()
     assert [line.split(",")[:2] for line in history[1:]] == [
         ["pretrain", "1"], ["pretrain", "2"], ["probe", "1"], ["probe", "2"]]
+
+
+@pytest.mark.parametrize("loss_name, unit", [("triplet_semihard", "triplet"),
+                                             ("contrastive", "pair")])
+def test_a_margin_loss_at_zero_says_every_triplet_satisfies_the_margin(caplog, loss_name, unit):
+    """A hinge at 0 is a result (every triplet beyond the margin), not a zeroing hyperparameter."""
+    from nodulelearn import losses
+
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(2, use_bias=False)])
+    model.layers[0].kernel.assign(np.eye(2, dtype=np.float32))
+    model.compile(keras.optimizers.SGD(0.0), loss=losses.get(loss_name, margin=0.5))
+    x = np.array([[0, 0], [0, 0], [10, 10], [10, 10]], np.float32)  # classes 14 apart, margin 0.5
+    with caplog.at_level(logging.INFO, logger="nodulelearn.training.callbacks"):
+        model.fit(x, np.array([0, 0, 1, 1], np.int32), epochs=1, batch_size=4, verbose=0,
+                  callbacks=[TrainingHealth(loss_name, "pretrain")])
+    [record] = caplog.records
+    assert record.levelno == logging.INFO, record.getMessage()
+    assert (f"{loss_name!r} is 0 in epoch 1 of the pretrain phase because every {unit} of the "
+            "training batches already satisfies the margin (margin=0.5)") in record.getMessage()
+    assert "learns nothing" not in record.getMessage()
