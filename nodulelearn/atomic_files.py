@@ -13,6 +13,7 @@ import io
 import json
 import math
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -59,6 +60,42 @@ def quiet_h5py_close_errors() -> Iterator[None]:
         yield
     finally:
         sys.excepthook, sys.unraisablehook = previous_except, previous_unraisable
+
+
+# mkstemp's random part: 8 characters of this alphabet (tempfile._RandomNameSequence).
+_TEMP_RANDOM = r"[a-z0-9_]{8}"
+
+
+def temporaries_of(path: str | os.PathLike) -> list[Path]:
+    """The temporary files ``atomic_path`` leaves beside ``path`` if its process is killed
+    mid-write (``.<name>.<8 random characters><extensions>``), sorted.
+
+    Only that exact pattern matches: other hidden files (macOS' ``._<name>``, an editor's
+    ``.<name>.swp``) are not ours and are never listed.
+    """
+    path = Path(path)
+    pattern = re.compile(
+        re.escape(f".{path.name}.") + _TEMP_RANDOM + re.escape("".join(path.suffixes))
+    )
+    try:
+        names = os.listdir(path.parent)
+    except FileNotFoundError:
+        return []
+    return sorted(path.parent / name for name in names
+                  if pattern.fullmatch(name) and (path.parent / name).is_file())
+
+
+def remove_temporaries(path: str | os.PathLike) -> list[Path]:
+    """Deletes the orphan temporaries of ``path`` (``temporaries_of``) and returns them.
+
+    Call it only while no other process writes ``path`` (e.g. under the lock of its folder).
+    """
+    removed = []
+    for tmp in temporaries_of(path):
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+            removed.append(tmp)
+    return removed
 
 
 @contextlib.contextmanager

@@ -133,6 +133,9 @@ def read_csv(path: str | os.PathLike) -> list[dict[str, str]]:
             return list(csv.DictReader(f))
     except FileNotFoundError:
         raise ReportError(f"Table file not found: {os.fspath(path)!r}.") from None
+    except (UnicodeDecodeError, csv.Error) as err:
+        raise ReportError(f"Table file {os.fspath(path)!r} is not a UTF-8 CSV file ({err}).") \
+            from None
 
 
 def _table_html(rows: list[dict[str, Any]], caption: str = "") -> str:
@@ -251,9 +254,15 @@ def _starts_block(lines: list[str], i: int) -> bool:
 
 # The reports of a study and of a probe.
 
+def _visible(paths) -> list[Path]:
+    """``paths`` without hidden files: temporaries of interrupted atomic writes
+    (``.<name>.XXXXXXXX.<ext>``) and macOS' ``._<name>`` resource forks are not outputs."""
+    return sorted(p for p in paths if not p.name.startswith("."))
+
+
 def _figures(out_dir: Path, pattern: str = "*.png") -> list[Image]:
     return [Image(p, caption=p.relative_to(out_dir).as_posix())
-            for p in sorted(out_dir.glob(pattern))]
+            for p in _visible(out_dir.glob(pattern))]
 
 
 def _settings_table(data: Any, prefix: str = "") -> list[dict[str, str]]:
@@ -275,32 +284,48 @@ def _read_json(path: Path) -> Any:
         raise ReportError(f"{path} is not valid JSON: {error}.") from None
 
 
-def study_report(out_dir: str | os.PathLike) -> Path:
+def study_report(
+    out_dir: str | os.PathLike,
+    *,
+    files: Sequence[str | os.PathLike] | None = None,
+    runs: Sequence[tuple[str, str]] | None = None,
+) -> Path:
     """Writes ``out_dir/report.html`` from a study's outputs and returns its path.
 
-    Uses ``summary.md`` (the summary tables), every ``*.png`` at the top of ``out_dir``, every
-    ``*.csv`` there (``results.csv`` first, then e.g. ``sensitivity.csv``, ``sweep.csv``), the run
-    list (``runs/*/``, with each run's state) and ``study.json`` (the settings). Files that a study has not written yet are left
-    out, so a report of a partly finished study shows what there is.
+    Uses ``summary.md`` (the summary tables), the figures and tables, the run list and
+    ``study.json`` (the settings). Files that a study has not written yet are left out, so a
+    report of a partly finished study shows what there is.
+
+    Args:
+        out_dir: the study's output directory.
+        files: the ``.png`` and ``.csv`` files to show (what the aggregation wrote; nothing else
+            in ``out_dir`` is read). ``None``: every visible ``*.png`` and ``*.csv`` at the top
+            of ``out_dir`` (hidden files, such as interrupted writes' temporaries, left out).
+        runs: ``(run id, state)`` of every run of the study. ``None``: the visible folders of
+            ``runs/``, "finished" when they hold a ``record.json``.
 
     Raises:
         ReportError: ``out_dir`` is not a directory, or holds none of the study's outputs.
     """
     out = _existing_dir(out_dir)
+    if files is None:
+        files = _visible(p for p in out.iterdir() if p.suffix in (".png", ".csv"))
+    files = [Path(f) for f in files]
     sections = []
     if (out / "summary.md").is_file():
         sections.append(Section("Summary", [Text((out / "summary.md").read_text("utf-8"))]))
-    figures = _figures(out)
+    figures = [Image(p, caption=p.name) for p in files if p.suffix == ".png"]
     if figures:
         sections.append(Section("Figures", figures))
-    tables = sorted(out.glob("*.csv"), key=lambda p: (p.name != "results.csv", p.name))
+    tables = sorted((p for p in files if p.suffix == ".csv"),
+                    key=lambda p: (p.name != "results.csv", p.name))
     if tables:
         sections.append(Section("Results", [Table(p, p.name) for p in tables]))
-    runs = sorted(p for p in (out / "runs").glob("*") if p.is_dir())
+    if runs is None:
+        runs = [(p.name, "finished" if (p / "record.json").is_file() else "not finished")
+                for p in _visible((out / "runs").glob("*")) if p.is_dir()]
     if runs:
-        rows = [{"run": p.name,
-                 "state": "finished" if (p / "record.json").is_file() else "not finished"}
-                for p in runs]
+        rows = [{"run": run_id, "state": state} for run_id, state in runs]
         sections.append(Section("Runs", [Table(rows, f"{len(rows)} run(s) in runs/")]))
     if (out / "study.json").is_file():
         settings = _settings_table(_read_json(out / "study.json"))
@@ -332,11 +357,13 @@ def probe_report(out_dir: str | os.PathLike) -> Path:
         ReportError: ``out_dir`` is not a directory, or holds no probe output.
     """
     out = _existing_dir(out_dir)
-    folders = sorted({p.parent for p in out.rglob("sensitivity.csv")})
+    folders = sorted({p.parent for p in out.rglob("sensitivity.csv")
+                      if not any(part.startswith(".") for part in p.relative_to(out).parts)})
     sections = []
     for folder in folders:
         name = folder.relative_to(out).as_posix()
-        csvs = sorted(folder.glob("*.csv"), key=lambda p: (p.name != "sensitivity.csv", p.name))
+        csvs = sorted(_visible(folder.glob("*.csv")),
+                      key=lambda p: (p.name != "sensitivity.csv", p.name))
         if folder == out:
             csvs = [p for p in csvs if p.name != "comparison.csv"]
         blocks: list[Text | Table | Image] = [Table(p, p.name) for p in csvs]
@@ -344,7 +371,7 @@ def probe_report(out_dir: str | os.PathLike) -> Path:
             if (folder / record).is_file() and not (folder / record).with_suffix(".csv").is_file():
                 blocks.append(Table(_records(_read_json(folder / record)), record))
         blocks.extend(Image(p, caption=p.relative_to(out).as_posix())
-                      for p in sorted(folder.glob("*.png")))
+                      for p in _visible(folder.glob("*.png")))
         sections.append(Section("Sensitivity" if name == "." else f"Sensitivity: {name}", blocks))
     comparison: list[Text | Table | Image] = []
     if (out / "comparison.csv").is_file():

@@ -55,3 +55,21 @@ def test_atomic_path_leaves_nothing_on_failure_and_the_file_on_success(tmp_path)
     with atomic_path(target) as tmp:
         open(tmp, "w").write("whole")
     assert target.read_text() == "whole" and list(target.parent.iterdir()) == [target]
+
+
+def test_temporaries_of_a_killed_write_are_found_and_nothing_else(tmp_path):
+    from nodulelearn.atomic_files import remove_temporaries, temporaries_of
+
+    target = tmp_path / "heatmap.png"
+    context = atomic_path(target)
+    tmp = context.__enter__()  # a write killed here: its context never exits
+    open(tmp, "wb").write(b"\x89PN")
+    others = [tmp_path / name for name in (
+        "._heatmap.png", ".heatmap.png.swp", ".heatmap.png.abc.png", ".results.csv.abcdefgh.csv",
+        "heatmap.png", ".heatmap.png.abcdefgh.png.bak")]
+    for path in others:
+        path.write_bytes(b"not ours")
+    assert temporaries_of(target) == [tmp_path / os.path.basename(tmp)]
+    assert remove_temporaries(target) == [tmp_path / os.path.basename(tmp)]
+    assert not os.path.exists(tmp) and all(p.read_bytes() == b"not ours" for p in others)
+    assert temporaries_of(tmp_path / "missing" / "x.csv") == []

@@ -200,6 +200,38 @@ def test_study_report_of_a_partly_written_study_and_of_a_wrong_folder(tmp_path):
     assert view["headings"][:2] == ["Figures", "Settings"]
 
 
+def test_hidden_files_are_not_outputs(tmp_path):
+    # macOS' ._<name> resource forks and interrupted writes' .<name>.XXXXXXXX.<ext> temporaries.
+    out = tmp_path / "study"
+    write_study_outputs(out)
+    junk = {"._heatmap.png": b"\x00\x05\x16\x07", "._results.csv": b"\x00\x05\x16\x07\xff",
+            ".ood.png.abcdefgh.png": png_bytes()[:40], ".results.csv.abcdefgh.csv": b"a,b\n1"}
+    for name, data in junk.items():
+        (out / name).write_bytes(data)
+    (out / "runs" / "._ce__margin_size__s0").mkdir()
+    text = html_report.study_report(out).read_text()
+    assert not [name for name in (*junk, "._ce__margin_size__s0") if name in text]
+    assert "<caption>results.csv</caption>" in text and 'alt="ood.png"' in text
+    # Given the files to show, nothing else is read, visible or not.
+    (out / "extra.csv").write_text("a,b\n1,2\n")
+    text = html_report.study_report(out, files=[out / "results.csv"], runs=[("r1", "finished")])
+    text = text.read_text()
+    assert "extra.csv" not in text and "sweep.csv" not in text and "heatmap.png" not in text
+    assert "<td>r1</td><td>finished</td>" in text and "<td>not finished</td>" not in text
+    probe = tmp_path / "probe"
+    probe.mkdir()
+    (probe / "sensitivity.csv").write_text("mode,reliance\nmargin,0.4\n")
+    (probe / "._sensitivity.csv").write_bytes(b"\x00\x05\x16\x07\xff")
+    (probe / "._sensitivity.png").write_bytes(b"\x00\x05\x16\x07")
+    assert "._sensitivity" not in html_report.probe_report(probe).read_text()
+
+
+def test_a_table_that_is_not_utf8_is_a_report_error(tmp_path):
+    (tmp_path / "t.csv").write_bytes(b"a,b\n\xff\xfe,1\n")
+    with pytest.raises(ReportError, match="t.csv' is not a UTF-8 CSV file"):
+        html_report.read_csv(tmp_path / "t.csv")
+
+
 def test_probe_report_of_two_distributions_and_a_comparison(tmp_path):
     out = tmp_path / "probe"
     for dist in ("margin_size", "margin_size_decorrelated"):

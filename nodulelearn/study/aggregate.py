@@ -1,7 +1,10 @@
 """Merges the finished runs of a study (from every shard) into its tables, summary and figures.
 
 Aggregation reads only ``<out>/runs/*/record.json``, so it can run while shards are still
-running, and again when they are done; it says which runs are missing.
+running, and again when they are done; it says which runs are missing. Of ``<out>`` itself it
+reads only the files it writes (``ALL_OUTPUTS``): a hidden or foreign file there (macOS'
+``._heatmap.png``, a user's notes) is ignored, and the temporaries an interrupted aggregation
+left (``.<output>.XXXXXXXX.<ext>``) are removed when the next one starts.
 """
 
 from __future__ import annotations
@@ -13,15 +16,16 @@ from pathlib import Path
 from typing import Any
 
 from nodulelearn import html_report
-from nodulelearn.atomic_files import write_csv_atomic, write_text_atomic
-from nodulelearn.study import records
+from nodulelearn.atomic_files import remove_temporaries, write_csv_atomic, write_text_atomic
+from nodulelearn.locks import hold_lock
+from nodulelearn.study import availability, records, sweep_outputs
 from nodulelearn.study.availability import (
     availability_notes_markdown,
     write_availability_outputs,
 )
 from nodulelearn.study.figures import ood_accuracy_plot, reliance_heatmap
 from nodulelearn.study.plan import plan_runs
-from nodulelearn.study.runner import FINISHED, STALE, STUDY_FILE, run_dir, run_state
+from nodulelearn.study.runner import FINISHED, LOCKS_DIR, STALE, STUDY_FILE, run_dir, run_state
 from nodulelearn.study.spec import StudyError, StudySpec, study_from_dict
 from nodulelearn.study.summary import summary_markdown
 from nodulelearn.study.sweep import expand_study, point_columns
@@ -34,6 +38,9 @@ OUTPUTS = (
     "results.csv", "sensitivity.csv", "encoding.csv", "summary.md", "heatmap.png", "ood.png",
     "report.html",
 )  # fmt: skip
+#: Every file aggregation may write into ``<out>``; the only ones it reads back (report.html).
+ALL_OUTPUTS = OUTPUTS + sweep_outputs.OUTPUTS + availability.OUTPUTS
+AGGREGATE_LOCK = "aggregate"  # <out>/.locks/aggregate/: one aggregation of a folder at a time
 
 
 @dataclasses.dataclass
@@ -127,8 +134,20 @@ def aggregate_study(study: StudySpec, out_dir: str | Path) -> Aggregate:
     Raises:
         StudyError: some runs were made with other settings or distribution contents (stale);
             nothing is written.
+        LockedError: another process is aggregating the same folder.
     """
     out_dir = Path(out_dir)
+    lock = out_dir / LOCKS_DIR / AGGREGATE_LOCK
+    with hold_lock(lock, what=f"aggregation of the study in {out_dir}: lock"):
+        # Under the lock no other aggregation writes here: a temporary of ours is an orphan.
+        removed = [p for name in ALL_OUTPUTS for p in remove_temporaries(out_dir / name)]
+        if removed:
+            log.info("Removed %d temporary file(s) an interrupted aggregation left: %s",
+                     len(removed), ", ".join(p.name for p in removed))
+        return _aggregate(study, out_dir)
+
+
+def _aggregate(study: StudySpec, out_dir: Path) -> Aggregate:
     study = expand_study(study, out_dir)
     agg = collect(study, out_dir)
     if agg.stale:
@@ -184,7 +203,11 @@ def aggregate_study(study: StudySpec, out_dir: str | Path) -> Aggregate:
             written.append(figure)
     written += write_sweep_outputs(study, agg.records, out_dir)
     written += write_availability_outputs(study, agg.records, out_dir)
-    written.append(html_report.study_report(out_dir))  # last: it embeds everything above
+    states = [(run_id, "finished") for run_id in (r["run_id"] for r in agg.records)]
+    states += [(run_id, "not finished") for run_id in agg.missing]
+    written.append(html_report.study_report(  # last: it embeds everything above, and only that
+        out_dir, files=[p for p in written if p.suffix in (".png", ".csv")], runs=sorted(states),
+    ))  # fmt: skip
     agg.written = written
     log.info(
         "Aggregated %d of %d run(s) into %s",

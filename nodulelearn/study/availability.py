@@ -167,6 +167,10 @@ def availability_figure(rows: Sequence[Mapping[str, Any]], path: str | Path) -> 
     return save_figure_atomic(path, fig)
 
 
+#: The files write_availability_outputs may write.
+OUTPUTS = ("availability.csv", "availability.png")
+
+
 def write_availability_outputs(
     study: StudySpec, records: Sequence[Mapping[str, Any]], out_dir: str | Path
 ) -> list[Path]:
@@ -178,8 +182,9 @@ def write_availability_outputs(
     if study.kind != "availability":
         return []
     rows = availability_rows(study, records, out_dir)
-    written = [write_csv_atomic(Path(out_dir) / "availability.csv", rows, list(COLUMNS))]
-    figure = availability_figure(rows, Path(out_dir) / "availability.png")
+    table, png = (Path(out_dir) / name for name in OUTPUTS)
+    written = [write_csv_atomic(table, rows, list(COLUMNS))]
+    figure = availability_figure(rows, png)
     if figure is not None:
         written.append(figure)
     return written

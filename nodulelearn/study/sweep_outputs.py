@@ -404,6 +404,10 @@ def sweep_summary_markdown(study: StudySpec, records: Sequence[Mapping[str, Any]
     return "\n".join(lines) + ("\n" if lines else "")
 
 
+#: The files write_sweep_outputs may write (aggregation reads and cleans up only its own files).
+OUTPUTS = ("sweep.csv", "curves.png", "bias.png")
+
+
 def write_sweep_outputs(study: StudySpec, records: Sequence[Mapping[str, Any]],
                         out_dir: str | Path) -> list[Path]:
     """Writes sweep.csv, curves.png and (2-D sweeps) bias.png of an expanded study.
@@ -417,9 +421,9 @@ def write_sweep_outputs(study: StudySpec, records: Sequence[Mapping[str, Any]],
     rows = sweep_rows(study, records)
     lead = ["run_id", "loss", "train_dist", *swept_paths(study), "seed", "test_dist", "role"]
     columns = list(dict.fromkeys(lead + [k for r in rows for k in r]))
-    written = [write_csv_atomic(out_dir / "sweep.csv", rows, columns)]
-    for figure in (curves_figure(study, rows, out_dir / "curves.png"),
-                   bias_figure(study, rows, out_dir / "bias.png")):
+    table, curves, bias = (out_dir / name for name in OUTPUTS)
+    written = [write_csv_atomic(table, rows, columns)]
+    for figure in (curves_figure(study, rows, curves), bias_figure(study, rows, bias)):
         if figure is not None:
             written.append(figure)
     if any(len(_axes_values(p)) == 2 for p in _swept_entries(study).values()) and not any(
