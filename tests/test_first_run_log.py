@@ -27,3 +27,22 @@ def test_a_study_child_process_logs_without_absls_pre_flag_parsing_warning(tmp_p
     assert result.stdout.strip() == "7"
     assert "a record from the child" in result.stderr  # the child's records still reach stderr
     assert "Logging before flag parsing" not in result.stderr, result.stderr
+
+
+def test_the_readme_caption_quotes_figures_that_hold_across_seeds():
+    """A newcomer's one-seed numbers differ (another seed, another CPU): the caption says by how
+    much, and the reliances it quotes are the three-seed means of `paper` in docs/results.md."""
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    readme = (root / "README.md").read_text(encoding="utf-8")
+    caption = readme.split("docs/images/study_quick_heatmap.png)", 1)[1].split("*\n", 1)[0]
+    assert "one seed" in caption and "up to about 0.1" in caption
+    results = (root / "docs" / "results.md").read_text(encoding="utf-8")
+    paper = results.split("## `paper` (three seeds)", 1)[1].split("\n## ", 1)[0]
+    quoted = re.findall(r"\d\.\d\d / \d\.\d\d", caption)
+    assert quoted, caption
+    for pair in quoted:  # "0.65 / 0.30": reliance margin / other, in a margin_noise row
+        rows = [row for row in paper.splitlines() if row.startswith("| `margin_noise` |")]
+        assert any(f"| {pair} |" in row for row in rows), pair
