@@ -117,7 +117,9 @@ def _to_unit(image: np.ndarray, full_scale: float | None, intensity: str,
         low = WINDOW_LEVEL_HU - WINDOW_WIDTH_HU / 2.0
         return np.clip((image - low) / WINDOW_WIDTH_HU, 0.0, 1.0)
     scale = 255.0 if intensity == "uint8" else 1.0
-    low, high = float(image.min(initial=0)), float(image.max(initial=0))
+    if image.size == 0:
+        raise PatchError(f"{where}: the image is empty (shape {list(image.shape)}).")
+    low, high = float(image.min()), float(image.max())
     if low < 0 or high > scale * (1 + 1e-6):
         raise PatchError(f"{where}: values span [{low:.4g}, {high:.4g}], outside [0, {scale:g}] "
                          f"expected for --images_intensity={intensity}. Valid: "
