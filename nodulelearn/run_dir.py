@@ -278,6 +278,7 @@ def load_run(run_dir: str | os.PathLike, *, unsafe_deserialization: bool = False
     if os.path.isfile(os.path.join(run_dir, CONFIG)):
         config = _read_object(os.path.join(run_dir, CONFIG), "run configuration", read_json)
     test_dists = _test_dists(config, os.path.join(run_dir, CONFIG))
+    _check_analysis_keys(config, os.path.join(run_dir, CONFIG))
     metrics = None
     if os.path.isfile(os.path.join(run_dir, METRICS)):
         metrics = _read_object(os.path.join(run_dir, METRICS), "run metrics", read_json)
@@ -334,6 +335,21 @@ def _test_dists(config: Mapping[str, Any], path: str) -> tuple[str, ...]:
         raise _damaged(path, "its \"test_dists\" should be a list of distribution names; it is "
                        f"{_excerpt(test_dists)}", ModelLoadError)
     return tuple(test_dists)
+
+
+def _check_analysis_keys(config: Mapping[str, Any], path: str) -> None:
+    """The other keys the analysis reads: ``train_dist`` (a name) and ``image_size`` (pixels)."""
+    from nodulelearn.model_io import ModelLoadError
+
+    train_dist = config.get("train_dist")
+    if train_dist is not None and not (isinstance(train_dist, str) and train_dist):
+        raise _damaged(path, "its \"train_dist\" should be a distribution name; it is "
+                       f"{_excerpt(train_dist)}", ModelLoadError)
+    image_size = config.get("image_size")
+    if image_size is not None and (isinstance(image_size, bool) or not isinstance(image_size, int)
+                                   or image_size < 1):
+        raise _damaged(path, "its \"image_size\" should be a number of pixels; it is "
+                       f"{_excerpt(image_size)}", ModelLoadError)
 
 
 def _json_type(value: Any) -> str:

@@ -95,6 +95,8 @@ def test_the_saved_model_export_replaces_the_folder_atomically(tmp_path):
                                         r"list of distribution names; it is 5"),
     (run_dir.CONFIG, {"test_dists": ["clinical", None]}, r"it is \[\"clinical\", null\]"),
     (run_dir.METRICS, "x", r"metrics.json is damaged: the run metrics should be a JSON object"),
+    (run_dir.CONFIG, {"train_dist": ["a"]}, r"its \"train_dist\" should be a distribution name"),
+    (run_dir.CONFIG, {"image_size": "32"}, r"its \"image_size\" should be a number of pixels"),
 ])
 def test_a_damaged_run_file_is_one_clear_error(tmp_path, name, content, message):
     """Valid JSON of the wrong shape names the file and what it holds, before any model loads."""
