@@ -203,6 +203,20 @@ def run_main(main: Callable[[list[str]], Any], argv: Sequence[str] | None = None
     sys.exit(0)  # not reached: absl's run ends with sys.exit
 
 
+def use_absl_logging() -> None:
+    """absl's log handler, in a process that parses no flags (a study's child process).
+
+    absl announces "WARNING: Logging before flag parsing goes to stderr." before the first record
+    of a process whose flags are unparsed; such a process has no flags to parse, so they are
+    marked parsed (their defaults) first.
+    """
+    from absl import flags
+    from absl import logging as absl_logging
+
+    flags.FLAGS.mark_as_parsed()
+    absl_logging.use_absl_handler()
+
+
 def end_progress_line() -> None:
     """Ends the line of a Keras progress bar on a terminal, so that what is printed next (an
     error stopping the training mid-epoch) starts on a line of its own.

@@ -56,13 +56,9 @@ def _start_child(log_level: int, quiet: bool) -> None:
         from nodulelearn.cli_env import quiet_tensorflow
 
         quiet_tensorflow([])
-    from absl import flags
-    from absl import logging as absl_logging
+    from nodulelearn.cli_env import use_absl_logging
 
-    # The child never parses flags; without this, absl's first record is preceded by "WARNING:
-    # Logging before flag parsing goes to stderr."
-    flags.FLAGS.mark_as_parsed()
-    absl_logging.use_absl_handler()
+    use_absl_logging()  # absl's handler, without its "Logging before flag parsing" warning
     logging.getLogger().setLevel(log_level)
 
 
