@@ -236,6 +236,21 @@ def execute_task(task: RunTask) -> TaskResult:
                       peak_memory=peak_memory_bytes())  # fmt: skip
 
 
+def execute_retried_task(task: RunTask, wait_s: float = 120.0) -> TaskResult:
+    """``execute_task`` for an engine's retry: waits up to ``wait_s`` for the run's lock.
+
+    When an engine retries a run because its node or worker died, the dead attempt's lock may be
+    held a few seconds more (until the kernel reaps its process); a run another launch holds
+    longer is reported ``"locked"`` as usual.
+    """
+    deadline = time.monotonic() + wait_s
+    while True:
+        result = execute_task(task)
+        if result.status != "locked" or time.monotonic() > deadline:
+            return result
+        time.sleep(2.0)
+
+
 _TF_PATH = re.compile(r"^(\S+?)(?:;|:)\s")  # TensorFlow's file errors start with the path
 
 
