@@ -177,24 +177,58 @@ def _image_html(png: str | os.PathLike | bytes, caption: str) -> str:
     return f'<figure><img src="{uri}" alt="{_esc(alt)}">{cap}</figure>'
 
 
-# Markdown: the subset that summary.md files use.
+# Markdown: the subset that summary.md files use, and how their writers escape names in it.
 
-_INLINE = re.compile(r"`([^`]+)`|\*\*([^*]+)\*\*")
+# Characters that would end a table cell, open a code span, bold or an HTML tag in a name.
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*|<])")
+_INLINE = re.compile(r"\\([!-/:-@\[-`{-~])|`([^`]+)`|\*\*((?:\\.|[^*])+)\*\*")
+
+
+def markdown_text(value: Any) -> str:
+    """``value`` as literal Markdown text: a loss id such as ``a|b`` or ``x*y*`` stays one table
+    cell and shows as written (CommonMark backslash escapes, which ``markdown_to_html`` reads)."""
+    return _MARKDOWN_SPECIAL.sub(r"\\\1", " ".join(str(value).splitlines()))
+
+
+def markdown_code(value: Any) -> str:
+    """``value`` as a code span, or as escaped text if it holds a backtick (outside tables)."""
+    text = " ".join(str(value).splitlines())
+    return f"`{text}`" if "`" not in text else markdown_text(text)
 
 
 def _inline(text: str) -> str:
     out, last = [], 0
     for match in _INLINE.finditer(text):
         out.append(_esc(text[last:match.start()]))
-        code, bold = match.groups()
-        out.append(f"<code>{_esc(code)}</code>" if code is not None else f"<b>{_esc(bold)}</b>")
+        escaped, code, bold = match.groups()
+        if escaped is not None:
+            out.append(_esc(escaped))
+        elif code is not None:
+            out.append(f"<code>{_esc(code)}</code>")
+        else:
+            out.append(f"<b>{_inline(bold)}</b>")
         last = match.end()
     out.append(_esc(text[last:]))
     return "".join(out)
 
 
 def _split_row(line: str) -> list[str]:
-    return [cell.strip() for cell in line.strip().strip("|").split("|")]
+    """The cells of a pipe-table row; an escaped ``\\|`` stays inside its cell."""
+    cells, cell, chars = [], "", iter(line.strip())
+    for char in chars:
+        if char == "\\":
+            cell += char + next(chars, "")
+        elif char == "|":
+            cells.append(cell)
+            cell = ""
+        else:
+            cell += char
+    cells.append(cell)
+    if cells and not cells[0].strip():  # the leading and trailing pipes of the row
+        cells = cells[1:]
+    if cells and not cells[-1].strip():
+        cells = cells[:-1]
+    return [c.strip() for c in cells]
 
 
 def markdown_to_html(text: str) -> str:

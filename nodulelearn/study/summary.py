@@ -15,6 +15,7 @@ from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from nodulelearn.html_report import markdown_code, markdown_text
 from nodulelearn.study.spec import StudySpec
 from nodulelearn.study.stats import (
     ALPHA,
@@ -156,10 +157,12 @@ def differences_section(
     roles = dict(_test_sets(rows, train))
     for test, d in found:
         lines.append(
-            f"| {test} ({roles[test].upper()}) | {d.metric} | {d.text()} | {d.k} | "
-            f"{_p_text(d.p)} | {_p_text(d.p_holm)} | {'yes' if d.holds else 'no'} |"
+            f"| {markdown_text(test)} ({roles[test].upper()}) | {d.metric} | "
+            f"{markdown_text(d.text())} | {d.k} | {_p_text(d.p)} | {_p_text(d.p_holm)} | "
+            f"{'yes' if d.holds else 'no'} |"
         )
-    holding = [f"{test}, {d.metric}: {d.text()}" for test, d in found if d.holds]
+    holding = [f"{markdown_text(test)}, {d.metric}: {markdown_text(d.text())}"
+               for test, d in found if d.holds]
     lines.append("")
     if holding:
         lines.append(f"Differences that hold ({len(holding)} of {len(found)}): " +
@@ -228,7 +231,8 @@ def accuracy_table(
                 best_loss = max(finite, key=lambda name: column[name].mean, default=None)
                 marked.append(_mark(column[loss], len(losses) > 1 and loss == best_loss))
             seeds = cells[loss]["accuracy"].k
-            row = f"| {test} ({role.upper()}) | {loss} | {seeds} | " + " | ".join(marked)
+            row = (f"| {markdown_text(test)} ({role.upper()}) | {markdown_text(loss)} | {seeds} | "
+                   + " | ".join(marked))
             lines.append(row + " |")
     return lines
 
@@ -261,7 +265,10 @@ def reliance_table(
         for entry in study.losses:
             if (train, test, entry.id) in rel:
                 text = top_modes_text(rel[(train, test, entry.id)])
-                lines.append(f"| {test} ({role.upper()}) | {entry.id} | {text} |")
+                lines.append(
+                    f"| {markdown_text(test)} ({role.upper()}) | {markdown_text(entry.id)} | "
+                    f"{text} |"
+                )
     return lines
 
 
@@ -299,7 +306,7 @@ def learned_vs_used_table(
     enc = encoding_estimates(enc_rows)
     id_test = next((t for t, role in _test_sets(sens_rows, train) if role == "id"), None)
     lines = [
-        f"| loss | mode | reliance ({id_test or 'ID'}) | encoding (normalized) |",
+        f"| loss | mode | reliance ({markdown_text(id_test or 'ID')}) | encoding (normalized) |",
         "|---|---|---|---|",
     ]
     empty = Estimate(math.nan, math.nan, 0, math.nan, math.nan)
@@ -310,12 +317,12 @@ def learned_vs_used_table(
         for mode in modes:
             cells = [used.get(mode, empty), learned.get(mode, empty)]
             text = [c.text(2) if c.k else "–" for c in cells]
-            lines.append(f"| {entry.id} | {mode} | {text[0]} | {text[1]} |")
+            lines.append(f"| {markdown_text(entry.id)} | {mode} | {text[0]} | {text[1]} |")
     return lines if len(lines) > 2 else []
 
 
 def _budget_line(study: StudySpec) -> str:
-    budget = ", ".join(f"{k}={v}" for k, v in study.budget.items())
+    budget = markdown_text(", ".join(f"{k}={v}" for k, v in study.budget.items()))
     sens = study.sensitivity
     return (
         f"Budget: {budget or 'TrainConfig defaults'}; sensitivity n={sens.n}, "
@@ -349,14 +356,14 @@ def summary_markdown(
     seeds = ", ".join(map(str, study.seeds))
     one_seed = len(study.seeds) == 1
     lines = [
-        f"# Study `{study.name}`",
+        f"# Study {markdown_code(study.name)}",
         "",
         *([study.description.strip(), ""] if study.description.strip() else []),
         f"Runs finished: {finished} of {total}. Seeds: {seeds}. {_budget_line(study)}",
         "",
     ]
     if missing:
-        shown = ", ".join(f"`{m}`" for m in missing[:MAX_LISTED])
+        shown = ", ".join(markdown_code(m) for m in missing[:MAX_LISTED])
         more = len(missing) - MAX_LISTED
         shown += f" and {more} more (`bin/run_study --dry_run` lists them)" if more > 0 else ""
         lines += [
@@ -393,7 +400,7 @@ def summary_markdown(
     for entry in study.train:
         if not any(r["train_dist"] == entry.id for r in result_rows):
             continue
-        lines += [f"## Trained on `{entry.id}`", "", "### Accuracy", ""]
+        lines += [f"## Trained on {markdown_code(entry.id)}", "", "### Accuracy", ""]
         lines += accuracy_table(study, result_rows, entry.id)
         differences = differences_section(study, result_rows, entry.id)
         if differences:

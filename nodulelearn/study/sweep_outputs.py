@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 
 from nodulelearn.atomic_files import save_figure_atomic, write_csv_atomic
+from nodulelearn.html_report import markdown_code, markdown_text
 from nodulelearn.study import stats
 from nodulelearn.study.plan import eval_dists
 from nodulelearn.study.spec import StudySpec, TrainEntry
@@ -376,10 +377,11 @@ def sweep_summary_markdown(study: StudySpec, records: Sequence[Mapping[str, Any]
         if not mine:
             continue
         paths = [path for path, _ in _axes_values(points)]
-        lines += [f"\n## Shortcut bias over the sweep of `{base}` (on `{mine[0]['test_dist']}`)\n",
+        lines += [f"\n## Shortcut bias over the sweep of {markdown_code(base)} (on "
+                  f"{markdown_code(mine[0]['test_dist'])})\n",
                   "P(follows the shortcut) − P(follows the core), mean over seeds [95% t "
                   "interval] (one seed: the value):\n",
-                  "| " + " | ".join(paths + losses) + " |",
+                  "| " + " | ".join(map(markdown_text, paths + losses)) + " |",
                   "|" + "---|" * (len(paths) + len(losses))]
         for entry in points:
             point = dict(entry.point)
@@ -390,7 +392,8 @@ def sweep_summary_markdown(study: StudySpec, records: Sequence[Mapping[str, Any]
                 e = stats.estimate(values, interval=(math.nan, math.nan))
                 cells.append("" if e.k == 0 else _num(e.mean) if e.k == 1
                              else f"{_num(e.mean)} [{_num(e.lo)}, {_num(e.hi)}]")
-            lines.append("| " + " | ".join([format_value(point[p]) for p in paths] + cells) + " |")
+            values = [markdown_text(format_value(point[p])) for p in paths]
+            lines.append("| " + " | ".join(values + cells) + " |")
         if base in comparisons:
             lines += ["", "Loss against loss over the whole sweep, paired by point and seed: mean "
                       "difference of the bias [95% t interval], exact sign test, Holm over the "
@@ -398,7 +401,8 @@ def sweep_summary_markdown(study: StudySpec, records: Sequence[Mapping[str, Any]
                       "| a − b | difference | pairs | sign test p | Holm p | holds |",
                       "|---|---|---|---|---|---|"]
             for d in comparisons[base]:
-                lines.append(f"| {d.a} − {d.b} | {_num(d.diff, 3)} [{_num(d.lo, 3)}, "
+                lines.append(f"| {markdown_text(d.a)} − {markdown_text(d.b)} | "
+                             f"{_num(d.diff, 3)} [{_num(d.lo, 3)}, "
                              f"{_num(d.hi, 3)}] | {d.k} | {d.p:.2g} | {d.p_holm:.2g} | "
                              f"{'yes' if _holds(d) else 'no'} |")
     return "\n".join(lines) + ("\n" if lines else "")

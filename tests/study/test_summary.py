@@ -154,3 +154,52 @@ def test_reliance_tables_and_heatmap_include_nuisance():
     older = [r for r in sens if r["mode"] != "nuisance"]
     fig = reliance_heatmap_figure(STUDY, older)
     assert all(round(t.get_position()[0]) != column for t in fig.axes[0].texts)
+
+
+def test_names_with_markdown_characters_keep_every_table_cell_in_place():
+    import html.parser
+
+    from nodulelearn.html_report import markdown_to_html
+
+    names = {"a": "a|b", "b": "c*d*", "c": "e`f<g>"}
+    study = study_from_dict({**STUDY.to_dict(), "losses": {v: {"loss": "ce"} for v in names.values()}})
+    rows = [{**r, "loss": names[r["loss"]]} for r in _rows()]
+    for r in rows:
+        r["auc"] = {"a|b": 0.994, "c*d*": 1.0, "e`f<g>": 0.5}[r["loss"]] if r["seed"] == 0 else 0.7
+    text = summary_markdown(study, rows, [], finished=15, missing=["a|b__d__s9"])
+    tables = [line for line in text.splitlines() if line.startswith("|")]
+    widths = {len(re.split(r"(?<!\\)\|", line)) for line in tables if "accuracy | sensitivity" in
+              line or line.startswith("| d (ID) | a\\|b |")}
+    assert len(widths) == 1  # the header and the row of loss "a|b" have as many cells
+
+    class Cells(html.parser.HTMLParser):
+        def __init__(self):
+            super().__init__()
+            self.rows, self.cell = [], None
+
+        def handle_starttag(self, tag, attrs):
+            if tag == "tr":
+                self.rows.append([])
+            elif tag in ("td", "th"):
+                self.cell = ""
+
+        def handle_endtag(self, tag):
+            if tag in ("td", "th"):
+                self.rows[-1].append(self.cell)
+                self.cell = None
+
+        def handle_data(self, data):
+            if self.cell is not None:
+                self.cell += data
+
+    parser = Cells()
+    parser.feed(markdown_to_html(text))
+    header = next(r for r in parser.rows if r[:3] == ["test set", "loss", "seeds"])
+    for loss in names.values():
+        row = next(r for r in parser.rows if r[:2] == ["d (ID)", loss])
+        assert len(row) == len(header), row
+        mean = sum([{"a|b": 0.994, "c*d*": 1.0, "e`f<g>": 0.5}[loss]] + [0.7] * 4) / 5
+        assert row[header.index("AUC")].startswith(f"{mean:.3f} ± ")
+    differences = [r for r in parser.rows if len(r) == 7 and " − " in r[2]]
+    assert any(r[2].startswith("a|b − c*d*: ") for r in differences)
+    assert "a|b__d__s9" in markdown_to_html(text)
