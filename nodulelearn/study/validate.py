@@ -22,7 +22,7 @@ def largest_seed_offset() -> int:
     offset) plus the largest offset the encoding and recoverability read-outs add to it."""
     from nodulelearn.sensitivity.encoding import ENCODING_SEED_OFFSET
     from nodulelearn.sensitivity.retraining import FIT_SEED_OFFSET, TEST_SEED_OFFSET
-    from nodulelearn.study.runner import SENSITIVITY_SEED_OFFSET
+    from nodulelearn.study.stages import SENSITIVITY_SEED_OFFSET
 
     return SENSITIVITY_SEED_OFFSET + max(ENCODING_SEED_OFFSET, FIT_SEED_OFFSET, TEST_SEED_OFFSET)
 

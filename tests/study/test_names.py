@@ -172,7 +172,7 @@ def test_the_largest_seed_runs_the_encoding_and_recoverability_read_outs(tmp_pat
     from nodulelearn.datasets import load_spec
     from nodulelearn.sensitivity.encoding import measure_encoding
     from nodulelearn.sensitivity.retraining import recoverability
-    from nodulelearn.study.runner import SENSITIVITY_SEED_OFFSET
+    from nodulelearn.study.stages import SENSITIVITY_SEED_OFFSET
 
     spec = load_spec(str(tiny_study_files(tmp_path).parent / "tiny_ood.toml"))
 
