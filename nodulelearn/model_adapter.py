@@ -264,18 +264,29 @@ class ModelAdapter:
                 without ``softmax:INDEX``.
         """
         self._check_outputs(model)
-        adapted = model if self.is_identity(model) else self._wrap(model, select_output=True)
-        if adapted is not model:
-            _RECORDS[adapted] = self.describe(model)
-        return adapted
+        if self.is_identity(model):
+            return model
+        return self._cached(model, "model", lambda: self._wrap(model, select_output=True))
+
+    def _cached(self, model, kind: str, build):
+        """One adapted model per (model, adapter): Grad-CAM needs the model called only once
+        inside its wrapper. Kept on the model itself (bypassing Keras' attribute tracking), so
+        that it goes when the model goes."""
+        cache = getattr(model, "_nodulelearn_adapted", None)
+        if not isinstance(cache, dict):
+            cache = {}
+            object.__setattr__(model, "_nodulelearn_adapted", cache)
+        key = (kind, self.input_intensity, self.outputs)
+        if key not in cache:
+            cache[key] = build()
+            _RECORDS[cache[key]] = self.describe(model)
+        return cache[key]
 
     def adapt_encoder(self, encoder):
         """``encoder`` taking our patches: only the input side applies (embeddings unchanged)."""
         if self.intensity[0] == "unit" and self.channels(encoder) == 1:
             return encoder
-        adapted = self._wrap(encoder, select_output=False)
-        _RECORDS[adapted] = self.describe(encoder)
-        return adapted
+        return self._cached(encoder, "encoder", lambda: self._wrap(encoder, select_output=False))
 
 
 DEFAULT = ModelAdapter()
