@@ -124,6 +124,18 @@ def parse_outputs(text) -> tuple[str, int | None]:
     return name, index
 
 
+def _check_keras_model(model, what: str) -> None:
+    import keras
+
+    if not isinstance(model, keras.Model):
+        shown = f" {model!r}" if isinstance(model, str) else ""
+        raise TypeError(
+            f"Expected {what} to be a Keras model (keras.Model). Received: "
+            f"{type(model).__name__}{shown}. Load a .keras file with "
+            "nodulelearn.sensitivity.load_keras_model(path), a run with "
+            "nodulelearn.load_run(path) (its .model and .encoder).")
+
+
 def _declared(tensors) -> list:
     return list(tensors) if tensors else []
 
@@ -263,6 +275,7 @@ class ModelAdapter:
             ModelOutputError: several outputs, a softmax INDEX out of range, several units
                 without ``softmax:INDEX``.
         """
+        _check_keras_model(model, "model")
         self._check_outputs(model)
         if self.is_identity(model):
             return model
@@ -284,6 +297,7 @@ class ModelAdapter:
 
     def adapt_encoder(self, encoder):
         """``encoder`` taking our patches: only the input side applies (embeddings unchanged)."""
+        _check_keras_model(encoder, "encoder")
         if self.intensity[0] == "unit" and self.channels(encoder) == 1:
             return encoder
         return self._cached(encoder, "encoder", lambda: self._wrap(encoder, select_output=False))

@@ -43,13 +43,20 @@ def size_note(dist, model: keras.Model) -> str | None:
             f"{spec.pixel_spacing_mm:.3g} mm).")
 
 
+def _check_model_type(model) -> None:
+    if not isinstance(model, keras.Model):
+        shown = f" {model!r}" if isinstance(model, str) else ""
+        raise TypeError(f"Expected a Keras model (keras.Model). Received: "
+                        f"{type(model).__name__}{shown}. Load a .keras file with "
+                        "nodulelearn.model_io.load_keras_model(path).")
+
+
 def _adapted(model, outputs: str, adapter):
     """``(model taking our patches -> one column, what that column is)``."""
     from nodulelearn import model_io
     from nodulelearn.model_adapter import as_adapter
 
-    if not isinstance(model, keras.Model):
-        raise TypeError(f"Expected a Keras model (keras.Model). Received: {type(model).__name__}")
+    _check_model_type(model)
     adapter = as_adapter(adapter, outputs)
     adapted = adapter.adapt(model)
     model_io.check_single_output(adapted)
@@ -112,6 +119,7 @@ def evaluate_model(model: keras.Model, spec, n: int, seed: int, batch_size: int 
     Raises:
         ValueError: see ``predict_probabilities``.
     """
+    _check_model_type(model)
     if not hasattr(spec, "image_size"):
         spec = at_model_size(spec, model)
     labels, probabilities = predict_probabilities(model, spec, n, seed, batch_size, outputs,
@@ -128,6 +136,7 @@ def evaluate_on(model: keras.Model, dists: Sequence[str], n: int, seed: int,
         ValueError: no distribution, or ``dists`` given as one string (see ``evaluate_model``).
     """
     _check_count("n", n)
+    _check_model_type(model)
     if isinstance(dists, str) or not list(dists):
         raise ValueError(f"Expected at least one test distribution (a list of preset names or "
                          f"TOML paths). Received: dists={dists!r}")

@@ -18,8 +18,8 @@ from nodulelearn.model_adapter import (
     parse_outputs,
 )
 from nodulelearn.model_io import ModelLoadError, ModelOutputError
-from nodulelearn.sensitivity import measure_encoding, permutation_sensitivity
-from nodulelearn.training.evaluate import evaluate_model
+from nodulelearn.sensitivity import measure_encoding, permutation_sensitivity, probe_dists
+from nodulelearn.training.evaluate import evaluate_model, evaluate_on
 
 LOW_HU, WIDTH_HU = -1250.0, 1700.0  # our window (render.py): unit = (HU - LOW) / WIDTH
 MODES = ("size", "noise", "nuisance")
@@ -184,7 +184,7 @@ def test_outputs_that_the_model_cannot_give():
         ModelAdapter("hu").adapt(four)
 
 
-def test_public_functions_refuse_wrong_argument_types(spec_path):
+def test_public_functions_refuse_wrong_argument_types(spec_path, tmp_path):
     _, _, plain = _plain(32)
     with pytest.raises(TypeError, match="Expected model to be a Keras model .* or a loaded run "
                                         r".*Received: str 'runs/x/model.keras'"):
@@ -199,3 +199,14 @@ def test_public_functions_refuse_wrong_argument_types(spec_path):
         permutation_sensitivity(plain, spec_path, n=8, repeats=1, seed=0, modes="size")
     with pytest.raises(TypeError, match="Expected adapter to be a nodulelearn.model_adapter"):
         permutation_sensitivity(plain, spec_path, n=8, repeats=1, seed=0, adapter="hu")
+    with pytest.raises(TypeError, match="Expected model to be a Keras model.*Received: str 'm.k"):
+        probe_dists("m.keras", [spec_path], str(tmp_path), n=8, repeats=1, seed=0)
+    with pytest.raises(TypeError, match="Expected encoder to be a Keras model"):
+        probe_dists(plain, [spec_path], str(tmp_path), n=8, repeats=1, seed=0, encoder="e.keras")
+    with pytest.raises(TypeError, match="Expected a Keras model"):
+        evaluate_model("m.keras", spec_path, 8, 0)
+    with pytest.raises(ValueError, match="Expected at least one test distribution"):
+        evaluate_on(plain, [], 8, 0)
+    with pytest.raises(ValueError, match="Received: dists='clinical'"):
+        evaluate_on(plain, "clinical", 8, 0)
+    assert not any(tmp_path.iterdir())
