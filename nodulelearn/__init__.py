@@ -35,6 +35,10 @@ EXPORTS: dict[str, str] = {
     "partial_dependence": "nodulelearn.sensitivity",
     "probe_model": "nodulelearn.sensitivity",
     "probe_run": "nodulelearn.sensitivity",
+    # any classifier (its channels, intensity and outputs) and real patches as a test set
+    "ModelAdapter": "nodulelearn.model_adapter",
+    "load_patches": "nodulelearn.datasets.patches",
+    "evaluate_patches": "nodulelearn.training.evaluate",
     # the study
     "load_study": "nodulelearn.study",
     "run_study": "nodulelearn.study",
