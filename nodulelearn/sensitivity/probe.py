@@ -166,7 +166,8 @@ def _probe_spec(model, spec, out_dir, renderers, *, n, repeats, seed, outputs, b
         curves = partial_dependence(predictor, subset)
         files.append(report.write_json(
             os.path.join(out_dir, report.PARTIAL_DEPENDENCE_JSON),
-            {"distribution": spec.name, "n": min(n, partial_dependence_n), "modes": curves},
+            {"distribution": spec.name, "adapter": result["adapter"],
+             "n": min(n, partial_dependence_n), "modes": curves},
         ))
         files.append(report.save_figure(
             os.path.join(out_dir, report.PARTIAL_DEPENDENCE_PNG),
