@@ -80,3 +80,22 @@ class EngineStages:
     def fns(self) -> dict:
         """``run_study``'s stand-in keyword arguments."""
         return {"train_fn": self.train, "sensitivity_fn": self, "encoding_fn": self}
+
+
+def records_without_times(out: Path) -> dict[str, dict]:
+    """``{run id: record.json}`` of a study folder, without the stages' wall times."""
+    found = {}
+    for path in sorted(Path(out, "runs").glob("*/record.json")):
+        record = json.loads(path.read_text())
+        record.pop("seconds")
+        found[record["run_id"]] = record
+    return found
+
+
+def starts(out: Path) -> dict[str, list[tuple[int, int, str]]]:
+    """``{run id: [(pid, parent pid, TF_NUM_INTRAOP_THREADS)]}``: every start of every run."""
+    found: dict[str, list] = {}
+    for path in sorted(Path(out, "started").glob("*")):
+        run_id, pid, ppid = path.name.rsplit(".", 2)
+        found.setdefault(run_id, []).append((int(pid), int(ppid), path.read_text()))
+    return found

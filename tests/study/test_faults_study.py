@@ -159,6 +159,39 @@ def test_a_full_disk_stops_the_study_and_keeps_what_finished(spec_dir, tmp_path,
     assert {s for _, s, _ in run_states(_study(spec_dir), out)} == {"finished"}
 
 
+def test_a_full_disk_in_the_savedmodel_export_stops_the_study_in_one_line(
+        spec_dir, tmp_path, fake_stages, caplog):  # fmt: skip
+    """TensorFlow's file writers raise ``ResourceExhaustedError``, not ``OSError``: the study
+    stops like any full disk (a line naming the file), not as one failed run with a traceback;
+    an out-of-memory ``ResourceExhaustedError`` stays one failed run."""
+    tf = pytest.importorskip("tensorflow")
+    from nodulelearn.run_dir import describe_os_error
+
+    stages = fake_stages()
+    calls = []
+
+    def train(fields, train_dir, overwrite):
+        calls.append(train_dir.parent.name)
+        if len(calls) == 1:
+            raise tf.errors.ResourceExhaustedError(None, None, "OOM when allocating tensor")
+        if len(calls) == 2:
+            raise tf.errors.ResourceExhaustedError(None, None, (
+                f"{train_dir}/saved_model/variables/variables_temp/part-00000-of-00001.data-"
+                "00000-of-00001; No space left on device"))  # fmt: skip
+        return stages.train(fields, train_dir, overwrite)
+
+    with pytest.raises(OSError) as raised:
+        run_study(_study(spec_dir), tmp_path / "out", train_fn=train,
+                  sensitivity_fn=stages.sensitivity, encoding_fn=stages)  # fmt: skip
+    assert len(calls) == 2  # the OOM failed its run alone; the full disk stopped the study
+    assert raised.value.errno == errno.ENOSPC
+    line = describe_os_error(raised.value)
+    assert line.startswith(f"{tmp_path / 'out' / 'runs' / calls[1] / 'train' / 'saved_model'}")
+    assert "the disk is full" in line and "\n" not in line
+    about_it = [r.getMessage() for r in caplog.records if calls[1] in r.getMessage()]
+    assert len(about_it) == 1 and "Traceback" not in about_it[0]  # one line, no traceback
+
+
 def _no_traceback(proc):
     assert proc.returncode != 0
     assert "Traceback" not in proc.stderr, proc.stderr[-3000:]

@@ -1,0 +1,69 @@
+"""The executor registry and the ``local`` executor's worker processes, with stand-in stages that
+pickle (tests/study/engine_stages.py); test_executor_ray.py and test_executor_slurm.py run the
+same study on real engines."""
+
+import os
+from pathlib import Path
+
+import pytest
+
+from nodulelearn.registry import UnknownNameError, UnknownParameterError
+from nodulelearn.study import executors, load_study, run_study
+
+HERE = Path(__file__).resolve().parent
+
+
+@pytest.fixture
+def engine_stages(monkeypatch):
+    """The stand-in module, importable here and in every process started from here."""
+    monkeypatch.syspath_prepend(str(HERE))
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [
+        str(HERE), os.environ.get("PYTHONPATH")])))  # fmt: skip
+    import engine_stages
+
+    return engine_stages
+
+
+@pytest.fixture
+def study(tmp_path, tiny_study_files):
+    return load_study(str(tiny_study_files(tmp_path / "spec")))  # 2 losses x 2 seeds
+
+
+def test_registry_names_and_errors():
+    assert executors.names() == ["local", "ray", "slurm"]
+    with pytest.raises(UnknownNameError, match="Unknown executor 'dask'. Valid names: local, "
+                                               "ray, slurm."):  # fmt: skip
+        executors.build("dask")
+    with pytest.raises(UnknownParameterError, match="'gpus'.*workers"):
+        executors.build("local", gpus=2)
+    with pytest.raises(ValueError, match="Expected a positive integer. Received: workers=0"):
+        executors.build("local", workers=0)
+
+
+def test_two_workers_equal_one_a_killed_worker_fails_only_its_run_and_a_relaunch_finishes_it(
+        study, tmp_path, engine_stages):  # fmt: skip
+    """One test for both (each worker process imports TensorFlow: seconds each)."""
+    stages = engine_stages.EngineStages()
+    one = run_study(study, tmp_path / "one", executor_options={"workers": 1, "cores": 2},
+                    **stages.fns())  # fmt: skip
+    assert [o.status for o in one] == ["ran"] * 4
+    reference = engine_stages.records_without_times(tmp_path / "one")
+    assert len(reference) == 4
+    threads = {t for runs in engine_stages.starts(tmp_path / "one").values() for _, _, t in runs}
+    assert threads == {"2"}  # one worker: both cores
+    out = tmp_path / "two"
+    crashing = engine_stages.EngineStages(crash_once="ce__tiny__s1")
+    first = run_study(study, out, executor_options={"workers": 2, "cores": 2}, **crashing.fns())
+    assert {o.run_id: o.status for o in first} == {
+        "ce__tiny__s0": "ran", "ce__tiny__s1": "failed", "supcon__tiny__s0": "ran",
+        "supcon__tiny__s1": "ran",
+    }  # fmt: skip
+    assert "ended without a result" in first[1].error
+    started = engine_stages.starts(out)
+    pids = {pid for runs in started.values() for pid, _, _ in runs}
+    assert len(pids) >= 2 and os.getpid() not in pids  # two workers (one replaced if it ran more)
+    assert {t for runs in started.values() for _, _, t in runs} == {"1"}  # 2 cores / 2 workers
+    again = run_study(study, out, executor_options={"workers": 2}, **crashing.fns())
+    assert [o.status for o in again] == ["skipped", "ran", "skipped", "skipped"]
+    assert len(engine_stages.starts(out)["ce__tiny__s1"]) == 2
+    assert engine_stages.records_without_times(out) == reference
