@@ -71,11 +71,18 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> TrainConfig:
-        """Inverse of ``to_dict``; unknown keys (e.g. ``out_dir``) are ignored."""
+        """Inverse of ``to_dict``; unknown keys (e.g. ``out_dir``) are ignored.
+
+        Values are not checked here (``resolve_config`` does, with ``check_field``): a list
+        becomes a tuple, anything else (``"margin_size"``, ``5``) is kept for the check to name.
+        """
+        if not isinstance(d, Mapping):
+            raise TypeError(f"Expected a mapping of TrainConfig fields. Received: "
+                            f"{type(d).__name__}")
         fields = {f.name for f in dataclasses.fields(cls)}
         kwargs = {k: v for k, v in d.items() if k in fields}
         for key in ("test_dists", "augment"):
-            if kwargs.get(key) is not None:
+            if isinstance(kwargs.get(key), list):
                 kwargs[key] = tuple(kwargs[key])
         return cls(**kwargs)
 

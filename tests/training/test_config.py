@@ -98,6 +98,16 @@ def test_the_field_check_normalises_and_accepts_the_bounds():
         check_field("lr", 0.1)
 
 
+@pytest.mark.parametrize("d, error, message", [
+    ({"loss": "ce", "test_dists": 5}, TypeError, r"`test_dists`\. Expected a list.*test_dists=5"),
+    ({"loss": "ce", "augment": "flip"}, TypeError, r"a string is not a list"),
+    ([("loss", "ce")], TypeError, r"Expected a mapping of TrainConfig fields\. Received: list"),
+])
+def test_from_dict_leaves_bad_values_to_the_check(d, error, message):
+    with pytest.raises(error, match=message):
+        resolve_config(TrainConfig.from_dict(d))
+
+
 def test_train_refuses_a_dict_before_any_work(tmp_path):
     from nodulelearn.training import train
 
