@@ -8,6 +8,7 @@ and returns the fully resolved config that is written to ``config.json``.
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Mapping
 from typing import Any
 
@@ -119,7 +120,7 @@ def check_field(name: str, value: Any) -> Any:
     table: ``bool`` is not a number, a string is not a bool (``"false"`` is not False), a string
     is not a list of names, NaN and infinity are not learning rates. ``None`` ("the default") is
     accepted wherever the field's default is None. Lists of names come back as tuples, NumPy
-    integers and floats as Python ones.
+    integers and floats as Python ones, paths of distributions (``pathlib.Path``) as strings.
 
     Raises:
         TypeError: a value of the wrong type (the message says what was expected and received).
@@ -166,6 +167,8 @@ def check_field(name: str, value: Any) -> Any:
             raise _invalid(name, "a boolean, True or False (true or false in TOML)", value,
                            TypeError)
         return value
+    if name == "train_dist" and isinstance(value, os.PathLike):
+        value = os.fspath(value)  # a path to a .toml spec; config.json holds it as a string
     if name in _NAME_FIELDS or name == "loss_module":
         if not isinstance(value, str) or not value.strip():
             raise _invalid(name, "a non-empty string", value, TypeError)
@@ -177,6 +180,8 @@ def check_field(name: str, value: Any) -> Any:
                            "list", value, TypeError)
         if not isinstance(value, (list, tuple)):
             raise _invalid(name, f"a list of {what}", value, TypeError)
+        if name == "test_dists":
+            value = [os.fspath(v) if isinstance(v, os.PathLike) else v for v in value]
         for item in value:
             if not isinstance(item, str) or not item.strip():
                 raise _invalid(name, f"a list of {what}, each a non-empty string", value,

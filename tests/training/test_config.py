@@ -91,6 +91,10 @@ def test_the_field_check_normalises_and_accepts_the_bounds():
     assert check_field("seed", np.int64(7)) == 7 and type(check_field("seed", np.int64(7))) is int
     assert check_field("seed", 2**32 - 1) == 2**32 - 1
     assert check_field("test_dists", ["clinical"]) == ("clinical",)
+    from pathlib import Path
+
+    assert check_field("train_dist", Path("a/b.toml")) == str(Path("a/b.toml"))
+    assert check_field("test_dists", [Path("a.toml"), "clinical"]) == ("a.toml", "clinical")
     assert check_field("learning_rate", 1) == 1.0 and check_field("image_size", None) is None
     config = resolve_config(TrainConfig(loss="ce", smoke=True, image_size=8))
     assert config.image_size == 8
