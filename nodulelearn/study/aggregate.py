@@ -25,6 +25,7 @@ from nodulelearn.study.availability import (
 )
 from nodulelearn.study.figures import ood_accuracy_plot, reliance_heatmap
 from nodulelearn.study.plan import plan_runs
+from nodulelearn.study.primary import check_comparisons, primary_section
 from nodulelearn.study.runner import FINISHED, LOCKS_DIR, STALE, STUDY_FILE, run_dir, run_state
 from nodulelearn.study.spec import StudyError, StudySpec, study_from_dict
 from nodulelearn.study.summary import summary_markdown
@@ -90,6 +91,7 @@ def read_study_file(out_dir: str | Path) -> StudySpec:
         raise StudyError(f"{str(path)!r} is not a JSON object; pass the study with --study.")
     study = study_from_dict(data, source=str(path))
     check_names(study)  # e.g. --dry_run of a study.json written by an older nodulelearn
+    check_comparisons(study)
     return study
 
 
@@ -189,6 +191,7 @@ def _aggregate(study: StudySpec, out_dir: Path) -> Aggregate:
         finished=len(agg.records),
         missing=agg.missing,
         encoding_rows=agg.encoding_rows,
+        primary=primary_section(study, agg.records),
     )
     agg.summary += sweep_summary_markdown(study, agg.records)
     agg.summary += availability_notes_markdown(study)

@@ -31,6 +31,14 @@ A study is a TOML file (or the name of a packaged preset, ``nodulelearn/study/pr
     [train.margin_noise.sweep]    # optional: one run per point of the grid (1 or 2 fields)
     "modes.noise.alignment" = [0.0, 0.5, 1.0]
 
+    [[compare]]         # optional: a primary comparison the study exists for (primary.py)
+    a = "supcon"
+    b = "ce"
+    metric = "accuracy"
+    train = "margin_size"
+    test = "margin_size_decorrelated"
+    delta = 0.03
+
 A training distribution's in-distribution test set is the distribution itself (a fresh sample);
 ``ood`` defaults to the preset's ``ood_companions``. ``dist`` and ``ood`` entries are dataset preset
 names or paths to distribution TOML files (relative paths are relative to the study file).
@@ -53,6 +61,7 @@ from pathlib import Path
 from typing import Any
 
 from nodulelearn.study.names import safe_path_component
+from nodulelearn.study.primary import Comparison, parse_comparisons
 
 try:
     import tomllib
@@ -63,7 +72,7 @@ except ModuleNotFoundError:  # Python 3.10
 RUN_FIELDS = ("loss", "loss_params", "train_dist", "test_dists", "seed")
 SENSITIVITY_ON = ("all", "id")
 _TOP_KEYS = (
-    "name", "description", "kind", "seeds", "budget", "sensitivity", "losses", "train",
+    "name", "description", "kind", "seeds", "budget", "sensitivity", "losses", "train", "compare",
 )
 _TRAIN_KEYS = ("dist", "ood", "core", "shortcut", "sweep")
 STUDY_KINDS = ("compare", "availability")
@@ -163,6 +172,7 @@ class StudySpec:
         train: the training distributions, in file order.
         source: where the study was read from (preset name or path), for messages.
         kind: ``"compare"`` (default) or ``"availability"`` (see the module docstring).
+        compare: the primary comparisons (``[[compare]]`` tables, primary.py), in file order.
         unexpanded: for a study whose sweeps ``sweep.expand_study`` expanded into points, the
             study as written (``to_dict`` writes it, so study.json keeps the sweep tables).
     """
@@ -176,6 +186,7 @@ class StudySpec:
     train: tuple[TrainEntry, ...]
     source: str = ""
     kind: str = "compare"
+    compare: tuple[Comparison, ...] = ()
     unexpanded: StudySpec | None = dataclasses.field(default=None, compare=False, repr=False)
 
     @property
@@ -196,6 +207,7 @@ class StudySpec:
             "sensitivity": dataclasses.asdict(self.sensitivity),
             "losses": {e.id: {"loss": e.loss, **dict(e.params)} for e in self.losses},
             "train": {e.id: e.to_dict() for e in self.train},
+            **({"compare": [c.to_dict() for c in self.compare]} if self.compare else {}),
         }
 
 
@@ -414,9 +426,15 @@ def study_from_dict(
         if "__" in entry_id:
             raise _fail(source, f"table key {entry_id!r} may not contain '__' (run ids).")
 
+    try:
+        compare = parse_comparisons(data.get("compare"))
+    except ValueError as err:
+        raise _fail(source, str(err)) from None
+
     return StudySpec(
         name=name,
         kind=kind,
+        compare=compare,
         description=str(data.get("description", "")),
         seeds=tuple(seeds),
         budget=dict(budget),

@@ -300,6 +300,29 @@ def single_difference(
     )
 
 
+def tost_p(diffs: Sequence[float], delta: float) -> float:
+    """p-value of the two one-sided t-tests (TOST) of ``|mean difference| >= delta``: the larger
+    of the two; below 0.05, the differences are equivalent within ``delta``.
+
+    Identical differences (sd 0) get the exact one-sided sign-flip p, 1 / 2**k for k pairs,
+    when they lie inside ``(-delta, delta)``, else 1 (as ``paired_difference`` does).
+
+    Raises:
+        ValueError: fewer than two differences, or ``delta`` not positive.
+    """
+    if len(diffs) < 2 or not delta > 0:
+        raise ValueError(f"Expected at least 2 differences and delta > 0. Received: "
+                         f"{len(diffs)} differences, delta={delta!r}")
+    k = len(diffs)
+    mean = sum(diffs) / k
+    sd = statistics.stdev(diffs)
+    if sd <= 1e-12:
+        return 1.0 / 2**k if abs(mean) < delta else 1.0
+    se = sd / math.sqrt(k)
+    t = _scipy_stats().t
+    return float(max(t.sf((mean + delta) / se, k - 1), t.cdf((mean - delta) / se, k - 1)))
+
+
 def holm(pvalues: Sequence[float]) -> list[float]:
     """Holm's step-down adjusted p-values (same order as ``pvalues``; nan stays nan)."""
     order = sorted(

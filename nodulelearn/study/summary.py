@@ -134,10 +134,13 @@ def _p_text(p: float) -> str:
 def differences_section(
     study: StudySpec, rows: Sequence[Mapping[str, Any]], train: str
 ) -> list[str]:
-    """Markdown: the table of loss differences and the sentence saying which ones hold."""
+    """Markdown: the table of loss differences and the sentence saying which ones hold; for a
+    study that declares primary comparisons, the table without a verdict (exploratory)."""
     found = loss_differences(study, rows, train)
     if not found:
         return []
+    if study.compare:
+        return _exploratory_section(found, rows, train)
     paired = any(d.k >= 2 for _, d in found)
     how = (
         "Paired by seed (mean difference, 95% t interval, paired t-test)"
@@ -172,6 +175,23 @@ def differences_section(
             f"No difference between losses holds ({len(found)} compared): the data do not "
             "support ranking them here."
         )
+    return lines
+
+
+def _exploratory_section(found, rows, train) -> list[str]:
+    lines = [
+        "### Differences between losses (exploratory)",
+        "",
+        "Mean difference with its 95% interval and the uncorrected p; no verdict: this study's "
+        "claims are its primary comparisons.",
+        "",
+        "| test set | metric | difference [95% interval] | seeds | p |",
+        "|---|---|---|---|---|",
+    ]
+    roles = dict(_test_sets(rows, train))
+    for test, d in found:
+        lines.append(f"| {markdown_text(test)} ({roles[test].upper()}) | {d.metric} | "
+                     f"{markdown_text(d.text())} | {d.k} | {_p_text(d.p)} |")
     return lines
 
 
@@ -338,6 +358,7 @@ def summary_markdown(
     finished: int,
     missing: Sequence[str],
     encoding_rows: Sequence[Mapping[str, Any]] = (),
+    primary: Sequence[str] = (),
 ) -> str:
     """The text of summary.md.
 
@@ -348,6 +369,7 @@ def summary_markdown(
         finished: number of finished runs.
         missing: ids of the runs not finished (or stale).
         encoding_rows: rows of encoding.csv (for the "learned vs used" tables).
+        primary: the primary comparisons' section (``primary.primary_section``), shown first.
 
     Returns:
         Markdown text.
@@ -370,6 +392,7 @@ def summary_markdown(
             f"**Incomplete: {len(missing)} run(s) missing**, left out of every table: {shown}.",
             "",
         ]
+    lines += [*primary]
     interval_note = (
         "One seed: cells show the run's value and its 95% test-set interval (accuracy, "
         "sensitivity, specificity: Wilson; AUC: Hanley-McNeil). They ignore seed-to-seed "

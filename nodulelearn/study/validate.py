@@ -10,6 +10,7 @@ import dataclasses
 
 from nodulelearn.study.availability import check_availability_study
 from nodulelearn.study.names import safe_path_component
+from nodulelearn.study.primary import check_comparisons
 from nodulelearn.study.spec import RUN_FIELDS, StudyError, StudySpec, TrainEntry
 from nodulelearn.study.sweep import check_sweeps, point_entries, without_sweeps
 
@@ -260,5 +261,6 @@ def validate_study(study: StudySpec) -> StudySpec:
     check_names(study)
     check_sweeps(study)  # every sweep point's distributions, before any training
     check_availability_study(study)
+    check_comparisons(study)
     _check_run_configs(without_sweeps(study))
     return study
