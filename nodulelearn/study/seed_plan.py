@@ -175,6 +175,32 @@ def plan_seeds(study, out_dir: str | Path, *, assurance: float = ASSURANCE,
     return StudyPlan(plans, len(study.seeds), needed, runs_per_seed, per_run, extra)
 
 
+def with_seeds(study, count: int):
+    """The study with ``count`` seeds: its own first, then the smallest unused integers.
+
+    What ``--seeds=N`` runs: a run's identity does not depend on the study's other seeds, so
+    the finished runs of the old seeds stay finished and only the new seeds' runs are to run.
+
+    Raises:
+        ValueError: ``count`` is not an integer, or is smaller than the seeds the study has
+            (finished seeds are never dropped).
+    """
+    if isinstance(count, bool) or not isinstance(count, int) or count < len(study.seeds):
+        raise ValueError(
+            f"Invalid value for `seeds`. Expected an integer >= {len(study.seeds)} (the study's "
+            f"seeds {list(study.seeds)} are kept). Received: seeds={count!r}"
+        )
+    seeds, candidate = list(study.seeds), 0
+    while len(seeds) < count:
+        if candidate not in seeds:
+            seeds.append(candidate)
+        candidate += 1
+    extended = dataclasses.replace(study, seeds=tuple(seeds))
+    if study.unexpanded is not None:
+        extended = dataclasses.replace(extended, unexpanded=with_seeds(study.unexpanded, count))
+    return extended
+
+
 def plan_text(plan: StudyPlan) -> str:
     """The plan as the lines ``--plan_seeds`` prints."""
     lines = [

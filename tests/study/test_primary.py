@@ -264,3 +264,19 @@ def test_planner_arguments_are_checked():
         power_seeds(0.1, 0.0, alpha=0.05)
     with pytest.raises(ValueError, match="choose a larger delta"):
         half_width_seeds(1.0, 1e-4, max_seeds=50)
+
+
+def test_more_seeds_keep_the_identity_of_the_finished_runs(tmp_path, tiny_study_files):
+    from nodulelearn.study.identity import run_fingerprint
+    from nodulelearn.study.plan import plan_runs
+    from nodulelearn.study.seed_plan import with_seeds
+
+    study = validate_study(load_study(str(tiny_study_files(tmp_path, seeds=(0, 3)))))
+    extended = with_seeds(study, 4)
+    assert extended.seeds == (0, 3, 1, 2)
+    old = {r.id: run_fingerprint(study, r) for r in plan_runs(study)}
+    new = {r.id: run_fingerprint(extended, r) for r in plan_runs(extended)}
+    assert {k: new[k] for k in old} == old and len(new) == 2 * len(old)
+    assert study_from_dict(extended.to_dict()).seeds == (0, 3, 1, 2)
+    with pytest.raises(ValueError, match=r"Expected an integer >= 2 .*Received: seeds=1"):
+        with_seeds(study, 1)
