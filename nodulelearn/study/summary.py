@@ -4,8 +4,9 @@ between losses the data support.
 Cells print mean ± sd over seeds (one seed: the value and its 95% test-set interval); the
 highest mean of a column is bold, which by itself claims nothing. Differences between losses are
 stated with their 95% interval, ``ce − supcon: −0.012 [−0.020, −0.004]``, paired by seed, tested,
-and Holm-corrected across the comparisons of a table (stats.py); a difference "holds" when its
-adjusted p-value is below 0.05.
+and Holm-corrected across the comparisons of a table (differences.py, stats.py); a difference
+"holds" when its adjusted p-value is below 0.05. A study's primary comparisons (primary.py), if it
+declares any, come first, and the tables' differences are then exploratory.
 """
 
 from __future__ import annotations
@@ -16,15 +17,11 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from nodulelearn.html_report import markdown_code, markdown_text
+from nodulelearn.study.differences import differences_section, tested_sets
 from nodulelearn.study.spec import StudySpec
 from nodulelearn.study.stats import (
-    ALPHA,
-    Difference,
     Estimate,
     estimate,
-    holm_adjust,
-    paired_difference,
-    single_difference,
 )
 
 METRICS = (
@@ -33,8 +30,6 @@ METRICS = (
     ("specificity", "specificity"),
     ("auc", "AUC"),
 )
-# The metrics whose differences between losses are tested (one family per table).
-COMPARED = ("accuracy", "auc")
 RELIANCE = "reliance"
 TOP_MODES = 3
 # A mode is listed among the top modes only if its mean reliance share reaches this (5% of the
@@ -80,121 +75,6 @@ def _recorded_interval(group: Sequence[Mapping[str, Any]], metric: str):
     return (lo, hi) if lo is not None and hi is not None else None
 
 
-def loss_differences(
-    study: StudySpec, rows: Sequence[Mapping[str, Any]], train: str
-) -> list[tuple[str, Difference]]:
-    """Every (test set, metric, pair of losses) difference of one training distribution's table.
-
-    Pairs are taken in the study's loss order (``a − b`` with ``a`` listed first). With two or
-    more shared seeds the difference is paired by seed; with one, it is the single-seed
-    comparison on the shared test set (stats.py). The p-values are Holm-corrected across every
-    difference returned.
-
-    Returns:
-        ``(test set, Difference)`` pairs, in table order.
-    """
-    values: dict[tuple[str, str, str], dict[int, float]] = defaultdict(dict)
-    sizes: dict[tuple[str, str], float] = {}
-    for row in rows:
-        if row["train_dist"] != train:
-            continue
-        for metric in COMPARED:
-            value = _float(row.get(metric))
-            if value is not None and math.isfinite(value):
-                values[(row["test_dist"], row["loss"], metric)][int(row["seed"])] = value
-        if _float(row.get("n")):
-            key = (row["test_dist"], row["loss"])
-            sizes[key] = min(sizes.get(key, math.inf), _float(row["n"]))
-    found: list[tuple[str, Difference]] = []
-    losses = [e.id for e in study.losses]
-    for test, _ in _test_sets(rows, train):
-        for metric in COMPARED:
-            for i, a in enumerate(losses):
-                for b in losses[i + 1 :]:
-                    va, vb = values.get((test, a, metric), {}), values.get((test, b, metric), {})
-                    seeds = sorted(set(va) & set(vb))
-                    if len(seeds) >= 2:
-                        diff = paired_difference(
-                            a, b, metric, [va[s] for s in seeds], [vb[s] for s in seeds]
-                        )
-                    elif len(seeds) == 1 and (test, a) in sizes and (test, b) in sizes:
-                        n = min(sizes[(test, a)], sizes[(test, b)])
-                        diff = single_difference(a, b, metric, va[seeds[0]], vb[seeds[0]], n)
-                    else:
-                        continue
-                    found.append((test, diff))
-    adjusted = holm_adjust([d for _, d in found])
-    return [(test, d) for (test, _), d in zip(found, adjusted, strict=True)]
-
-
-def _p_text(p: float) -> str:
-    return "< 0.001" if p < 0.001 else f"{p:.3f}"
-
-
-def differences_section(
-    study: StudySpec, rows: Sequence[Mapping[str, Any]], train: str
-) -> list[str]:
-    """Markdown: the table of loss differences and the sentence saying which ones hold; for a
-    study that declares primary comparisons, the table without a verdict (exploratory)."""
-    found = loss_differences(study, rows, train)
-    if not found:
-        return []
-    if study.compare:
-        return _exploratory_section(found, rows, train)
-    paired = any(d.k >= 2 for _, d in found)
-    how = (
-        "Paired by seed (mean difference, 95% t interval, paired t-test)"
-        if paired
-        else "One seed: Newcombe interval and two-proportion z-test (AUC: Hanley-McNeil), "
-        "test-set noise only"
-    )
-    lines = [
-        "### Differences between losses",
-        "",
-        f"{how}; p-values Holm-corrected over the {len(found)} comparisons of this table. A "
-        f"difference holds when its corrected p is below {ALPHA:.2f}.",
-        "",
-        "| test set | metric | difference [95% interval] | seeds | p | p (Holm) | holds |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    roles = dict(_test_sets(rows, train))
-    for test, d in found:
-        lines.append(
-            f"| {markdown_text(test)} ({roles[test].upper()}) | {d.metric} | "
-            f"{markdown_text(d.text())} | {d.k} | {_p_text(d.p)} | {_p_text(d.p_holm)} | "
-            f"{'yes' if d.holds else 'no'} |"
-        )
-    holding = [f"{markdown_text(test)}, {d.metric}: {markdown_text(d.text())}"
-               for test, d in found if d.holds]
-    lines.append("")
-    if holding:
-        lines.append(f"Differences that hold ({len(holding)} of {len(found)}): " +
-                     "; ".join(holding) + ".")
-    else:
-        lines.append(
-            f"No difference between losses holds ({len(found)} compared): the data do not "
-            "support ranking them here."
-        )
-    return lines
-
-
-def _exploratory_section(found, rows, train) -> list[str]:
-    lines = [
-        "### Differences between losses (exploratory)",
-        "",
-        "Mean difference with its 95% interval and the uncorrected p; no verdict: this study's "
-        "claims are its primary comparisons.",
-        "",
-        "| test set | metric | difference [95% interval] | seeds | p |",
-        "|---|---|---|---|---|",
-    ]
-    roles = dict(_test_sets(rows, train))
-    for test, d in found:
-        lines.append(f"| {markdown_text(test)} ({roles[test].upper()}) | {d.metric} | "
-                     f"{markdown_text(d.text())} | {d.k} | {_p_text(d.p)} |")
-    return lines
-
-
 def reliance_estimates(
     rows: Sequence[Mapping[str, Any]],
 ) -> dict[tuple[str, str, str], dict[str, Estimate]]:
@@ -225,12 +105,6 @@ def _mark(cell: Estimate, is_best: bool) -> str:
     return f"**{cell.text()}**" if is_best else cell.text()
 
 
-def _test_sets(rows: Sequence[Mapping[str, Any]], train: str) -> list[tuple[str, str]]:
-    """(test dist, role) of a training distribution, ID first, in first-seen order."""
-    seen = dict.fromkeys((r["test_dist"], r["role"]) for r in rows if r["train_dist"] == train)
-    return sorted(seen, key=lambda t: t[1] != "id")
-
-
 def accuracy_table(
     study: StudySpec, rows: Sequence[Mapping[str, Any]], train: str
 ) -> list[str]:
@@ -240,7 +114,7 @@ def accuracy_table(
         "| test set | loss | seeds | " + " | ".join(label for _, label in METRICS) + " |",
         "|---|---|---|" + "---|" * len(METRICS),
     ]
-    for test, role in _test_sets(rows, train):
+    for test, role in tested_sets(rows, train):
         losses = [e.id for e in study.losses if (train, test, e.id) in est]
         cells = {loss: est[(train, test, loss)] for loss in losses}
         for loss in losses:
@@ -281,7 +155,7 @@ def reliance_table(
     """Markdown table: per test set and loss, the modes the model relies on most."""
     rel = reliance_estimates(sens_rows)
     lines = ["| test set | loss | top modes (reliance) |", "|---|---|---|"]
-    for test, role in _test_sets(sens_rows, train):
+    for test, role in tested_sets(sens_rows, train):
         for entry in study.losses:
             if (train, test, entry.id) in rel:
                 text = top_modes_text(rel[(train, test, entry.id)])
@@ -324,7 +198,7 @@ def learned_vs_used_table(
     """
     rel = reliance_estimates(sens_rows)
     enc = encoding_estimates(enc_rows)
-    id_test = next((t for t, role in _test_sets(sens_rows, train) if role == "id"), None)
+    id_test = next((t for t, role in tested_sets(sens_rows, train) if role == "id"), None)
     lines = [
         f"| loss | mode | reliance ({markdown_text(id_test or 'ID')}) | encoding (normalized) |",
         "|---|---|---|---|",

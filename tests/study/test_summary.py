@@ -4,8 +4,9 @@ tested (a planted difference is reported as holding, a planted null is not), top
 import re
 
 from nodulelearn.study import study_from_dict
+from nodulelearn.study.differences import loss_differences
 from nodulelearn.study.stats import estimate
-from nodulelearn.study.summary import loss_differences, summary_markdown, top_modes_text
+from nodulelearn.study.summary import summary_markdown, top_modes_text
 
 SEEDS = (0, 1, 2, 3, 4)
 STUDY = study_from_dict(
