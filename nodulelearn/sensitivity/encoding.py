@@ -107,7 +107,6 @@ def _out_of_fold(x, y, categorical: bool, folds: int, seed: int):
     from sklearn.model_selection import KFold, StratifiedKFold
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
-    from threadpoolctl import threadpool_limits
 
     if categorical:
         splitter = StratifiedKFold(folds, shuffle=True, random_state=seed)
@@ -125,9 +124,7 @@ def _out_of_fold(x, y, categorical: bool, folds: int, seed: int):
         else:
             head = RidgeCV(alphas=list(RIDGE_ALPHAS))
         model = make_pipeline(StandardScaler(), head)
-        # One BLAS thread: these fits are small, and several threads per process thrash when
-        # other processes (TensorFlow, a second shard) share the cores (bench/bench_encoding.py).
-        with warnings.catch_warnings(), threadpool_limits(1):
+        with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # non-converged weak fits: the CV still ranks them
             model.fit(x[fit], y[fit])
         predicted[held_out] = model.predict(x[held_out])
@@ -151,6 +148,7 @@ def _mode_record(mode, x, y, *, folds, bootstrap, seed) -> dict:
         "normalized": None,
         "normalized_ci_low": None,
         "normalized_ci_high": None,
+        "normalized_se": None,
         "regularization": None,
         "regularization_name": None,
         "n_fit": None,
@@ -194,6 +192,8 @@ def _mode_record(mode, x, y, *, folds, bootstrap, seed) -> dict:
         draws_normalized = _floor(draws_score)
     record["score_ci_low"], record["score_ci_high"] = interval(draws_score, LEVEL)
     record["normalized_ci_low"], record["normalized_ci_high"] = interval(draws_normalized, LEVEL)
+    # The bootstrap standard error: the test-sample part of the change interval (untrained.py).
+    record["normalized_se"] = float(np.nanstd(draws_normalized, ddof=1))
     record["regularization"] = float(np.median(chosen))
     record["regularization_name"] = "C (inverse L2)" if info.is_categorical else "alpha (L2)"
     record["n_fit"] = int(y.size - y.size // k_folds)
@@ -219,7 +219,8 @@ def decodability(embeddings, factors, *, seed: int, modes=None, folds: int = FOL
         ``score`` (out-of-fold accuracy or R^2) with ``score_ci_low`` / ``score_ci_high``,
         ``chance`` (majority-class accuracy; 0 for R^2), ``balanced_accuracy`` and
         ``balanced_chance`` (categorical), ``normalized`` in [0, 1] with
-        ``normalized_ci_low`` / ``normalized_ci_high``, ``regularization`` (median chosen
+        ``normalized_ci_low`` / ``normalized_ci_high`` and ``normalized_se`` (standard deviation
+        of its bootstrap draws), ``regularization`` (median chosen
         strength) and ``regularization_name``, ``n_fit`` (samples per fitting fold),
         ``n_test`` (samples scored out of fold: all), ``folds``. Scores are ``None`` for a mode
         that does not vary.
@@ -231,10 +232,17 @@ def decodability(embeddings, factors, *, seed: int, modes=None, folds: int = FOL
     if not np.isfinite(x).all():
         raise ValueError(f"The embeddings hold {np.count_nonzero(~np.isfinite(x))} non-finite "
                          "values (NaN or inf); expected finite embeddings from the encoder.")
+    from threadpoolctl import threadpool_limits
+
     records = []
-    for mode in MODE_NAMES if modes is None else modes:
-        y = np.asarray(factors.values[mode], dtype=np.float64)
-        records.append(_mode_record(mode, x, y, folds=folds, bootstrap=bootstrap, seed=seed))
+    # One BLAS thread: these fits are small, and several threads per process thrash when other
+    # processes (TensorFlow, a second shard) share the cores (bench/bench_encoding.py). Set once
+    # per call: each threadpool_limits scans the loaded libraries (14 ms, more than a ridge fit).
+    with threadpool_limits(1):
+        for mode in MODE_NAMES if modes is None else modes:
+            y = np.asarray(factors.values[mode], dtype=np.float64)
+            records.append(_mode_record(mode, x, y, folds=folds, bootstrap=bootstrap,
+                                        seed=seed))
     return records
 
 

@@ -155,6 +155,14 @@ def encoding_figure(encoding: dict, title: str | None = None):
     err = np.stack([np.clip(values - low, 0, None), np.clip(high - values, 0, None)])
     ax.barh(y, np.nan_to_num(values), xerr=np.nan_to_num(err), color="tab:green", alpha=0.8,
             error_kw={"ecolor": "black", "capsize": 3, "lw": 1})
+    baseline = np.array([np.nan if r.get("baseline_normalized") is None
+                         else r["baseline_normalized"] for r in records])
+    if np.isfinite(baseline).any():  # the untrained reference, with its verdict
+        ax.plot(baseline, y, "k|", markersize=14, mew=2, label="untrained (mean of inits)")
+        for yi, r in zip(y, records, strict=True):
+            if r.get("verdict") in ("enhanced", "suppressed"):
+                ax.annotate(r["verdict"], (1.0, yi), ha="right", va="center", fontsize=7)
+        ax.legend(loc="lower right", fontsize=7)
     ax.set_yticks(y, labels)
     ax.invert_yaxis()
     ax.set_xlim(0, 1.02)
@@ -162,5 +170,39 @@ def encoding_figure(encoding: dict, title: str | None = None):
     ax.grid(axis="x", alpha=0.3)
     ax.set_title(title or f"Encoding on {encoding.get('distribution', '?')} "
                  f"(n={encoding.get('n')}, D={encoding.get('embedding_dim')})", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def encoding_layers_figure(rows: list[dict], title: str | None = None):
+    """Change from initialisation by depth, one line per mode, with its simultaneous interval
+    (``layers.layer_rows``); without a reference, the normalised encoding by depth."""
+    change = any(r.get("change") is not None for r in rows)
+    key = "change" if change else "normalized"
+    layers = list(dict.fromkeys(r["layer"] for r in rows))
+    fig, ax = _subplots(figsize=(6.5, 4.0))
+    modes = [m for m in MODE_NAMES if any(r["mode"] == m for r in rows)]
+    for i, mode in enumerate(modes):
+        mine = sorted((r for r in rows if r["mode"] == mode), key=lambda r: r["depth"])
+        x = np.array([r["depth"] for r in mine]) + 0.04 * (i - len(modes) / 2)
+        v = np.array([np.nan if r[key] is None else r[key] for r in mine], float)
+        if change:
+            low = np.array([np.nan if r["change_ci_low"] is None else r["change_ci_low"]
+                            for r in mine])
+            high = np.array([np.nan if r["change_ci_high"] is None else r["change_ci_high"]
+                             for r in mine])
+            err = np.nan_to_num(np.stack([v - low, high - v]))
+            ax.errorbar(x, v, yerr=err, marker="o", capsize=2, lw=1.2, label=mode)
+        else:
+            ax.plot(x, v, marker="o", lw=1.2, label=mode)
+    if change:
+        ax.axhline(0, color="black", lw=0.8)
+    ax.set_xticks(range(1, len(layers) + 1), layers, rotation=20, fontsize=8)
+    ax.set_xlabel("layer (depth)")
+    ax.set_ylabel("change from initialisation (trained - untrained)" if change
+                  else "normalised encoding")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, ncol=2)
+    ax.set_title(title or "Encoding by depth", fontsize=10)
     fig.tight_layout()
     return fig

@@ -168,3 +168,51 @@ class EffectEstimator:
             self._labels_b, self._base_b, perm_b, self._base_acc_b, self._base_auc_b
         )
         return point, draws
+
+
+VERDICTS = ("enhanced", "suppressed", "unchanged")
+
+
+def change_interval(trained: float, trained_sd: float, baseline, *, comparisons: int = 1,
+                    level: float = LEVEL) -> dict:
+    """Change of a trained score from the untrained reference, with a prediction interval.
+
+    The trained network is one draw of an initialisation, trained; the question is whether its
+    score lies outside what initialisations alone produce. Under "training changed nothing" the
+    trained score is one more draw from the distribution of the ``K`` baseline scores, so
+    ``trained - mean(baseline)`` has variance ``sd^2 (1 + 1/K)`` (``sd``: the spread between
+    initialisations, which also carries each init's read-out noise on the sample). The interval
+    adds the test-sample bootstrap variance of the trained score (``trained_sd^2``, conservative)
+    and uses Student's t with ``K - 1`` degrees of freedom at ``1 - (1 - level) / comparisons``
+    (Bonferroni: the verdicts of ``comparisons`` modes are jointly wrong at most ``1 - level``):
+
+        change +- t_{K-1}(1 - alpha / (2 m)) * sqrt(sd^2 (1 + 1/K) + trained_sd^2)
+
+    Args:
+        trained: the trained encoder's score.
+        trained_sd: standard deviation of its bootstrap draws (test-sample uncertainty).
+        baseline: the ``K >= 2`` scores of the re-initialised encoders.
+        comparisons: ``m``, the number of verdicts made together (e.g. varying modes).
+        level: the joint coverage.
+
+    Returns:
+        ``baseline``, ``baseline_sd``, ``change``, ``change_ci_low``, ``change_ci_high`` and
+        ``verdict``: ``"enhanced"`` (interval above 0), ``"suppressed"`` (below 0) or
+        ``"unchanged"``.
+
+    Raises:
+        ValueError: fewer than 2 baseline scores, or ``comparisons < 1``.
+    """
+    baseline = np.asarray(baseline, dtype=np.float64).reshape(-1)
+    if baseline.size < 2 or comparisons < 1:
+        raise ValueError(f"Expected at least 2 baseline scores and comparisons >= 1. Received: "
+                         f"{baseline.size} scores, comparisons={comparisons}")
+    k = baseline.size
+    mean, sd = float(baseline.mean()), float(baseline.std(ddof=1))
+    quantile = float(stats.t.ppf(1 - (1 - level) / (2 * comparisons), df=k - 1))
+    half = quantile * float(np.sqrt(sd * sd * (1 + 1 / k) + float(trained_sd) ** 2))
+    change = float(trained) - mean
+    low, high = change - half, change + half
+    verdict = "enhanced" if low > 0 else "suppressed" if high < 0 else "unchanged"
+    return {"baseline": mean, "baseline_sd": sd, "change": change, "change_ci_low": low,
+            "change_ci_high": high, "verdict": verdict}

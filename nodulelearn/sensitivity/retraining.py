@@ -26,6 +26,7 @@ from nodulelearn.binary_metrics import roc_auc
 from nodulelearn.datasets import sample_factors
 from nodulelearn.sensitivity.intervals import LEVEL, delong_interval, interval, wilson_interval
 from nodulelearn.sensitivity.metrics import predicted_labels
+from nodulelearn.sensitivity.untrained import gain_over_baseline
 
 logger = logging.getLogger(__name__)
 
@@ -40,6 +41,8 @@ FIELDS = (
     "distribution", "original_accuracy", "original_accuracy_ci_low", "original_accuracy_ci_high",
     "retrained_accuracy", "retrained_accuracy_ci_low", "retrained_accuracy_ci_high",
     "gain", "gain_ci_low", "gain_ci_high",
+    "baseline_accuracy", "gain_over_baseline", "gain_over_baseline_ci_low",
+    "gain_over_baseline_ci_high",
     "original_auc", "original_auc_ci_low", "original_auc_ci_high",
     "retrained_auc", "retrained_auc_ci_low", "retrained_auc_ci_high",
     "n_fit", "n_test", "regularization",
@@ -88,7 +91,7 @@ def _accuracy_fields(prefix: str, labels: np.ndarray, probs: np.ndarray) -> dict
 
 
 def recoverability(predict, encode, spec, *, seed: int, n_test: int, n_fit: int = FIT_N,
-                   bootstrap: int = BOOTSTRAP) -> dict:
+                   bootstrap: int = BOOTSTRAP, baseline_accuracies=None) -> dict:
     """Original versus last-layer-retrained accuracy of one model on one distribution.
 
     Args:
@@ -100,6 +103,8 @@ def recoverability(predict, encode, spec, *, seed: int, n_test: int, n_fit: int 
         n_test: test samples, scored by both heads.
         n_fit: labelled samples the head is refitted on.
         bootstrap: draws of the paired interval of the gain.
+        baseline_accuracies: the untrained encoders' retrained accuracies on the same samples
+            (``untrained.recoverability_reference``); ``None``: the baseline fields are ``None``.
 
     Returns:
         A record with the fields of ``FIELDS``: ``distribution``, ``original_accuracy`` and
@@ -124,6 +129,7 @@ def recoverability(predict, encode, spec, *, seed: int, n_test: int, n_fit: int 
         predicted_labels(original) == labels)
     rows = np.random.default_rng([seed, 0x4EC0]).integers(0, n_test, size=(bootstrap, n_test))
     record["gain_ci_low"], record["gain_ci_high"] = interval(gains[rows].mean(axis=1), LEVEL)
+    record.update(gain_over_baseline(record["retrained_accuracy"], n_test, baseline_accuracies))
     record["n_fit"], record["n_test"] = int(n_fit), int(n_test)
     record["regularization"] = float(np.ravel(head[-1].C_)[0])
     logger.info("recoverability on %s: original %.3f, retrained %.3f", spec.name,

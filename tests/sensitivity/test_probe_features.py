@@ -88,8 +88,9 @@ def test_probe_runs_compares_runs_and_decodes_from_the_encoder(tmp_path, spec_pa
         rows = list(csv.DictReader(f))
     assert len(rows) == 2 * len(ANALYSED_MODES) and {r["run"] for r in rows} == {"run0", "run1"}
     assert sorted(os.listdir(os.path.join(out, "run0"))) == [
-        "decodability.json", "encoding.png", "recoverability.csv", "recoverability.json",
-        "sensitivity.csv", "sensitivity.json", "sensitivity.png"]
+        "decodability.json", "encoding.png", "encoding_layers.csv", "encoding_layers.png",
+        "recoverability.csv", "recoverability.json", "sensitivity.csv", "sensitivity.json",
+        "sensitivity.png"]
     decodability = json.loads(open(os.path.join(out, "run0", "decodability.json")).read())
     assert [r["mode"] for r in decodability["modes"]] == list(MODE_NAMES)
     assert decodability["embedding_dim"] == 8 and decodability["n"] == 60
@@ -118,8 +119,8 @@ def test_probe_run_with_several_distributions_writes_one_folder_each(
     assert sorted(results) == ["fixed_noise", "sensitivity_test"]
     # Per distribution: reliance; per model, once: encoding and recoverability.
     assert sorted(os.listdir(out)) == [
-        "decodability.json", "encoding.png", "fixed_noise", "recoverability.csv",
-        "recoverability.json", "sensitivity_test"]
+        "decodability.json", "encoding.png", "encoding_layers.csv", "encoding_layers.png",
+        "fixed_noise", "recoverability.csv", "recoverability.json", "sensitivity_test"]
     assert [r["distribution"] for r in results.recoverability] == [
         "sensitivity_test", "fixed_noise"]
     assert results.encoding["n"] == 40
