@@ -17,6 +17,8 @@ EXPECTED_KEYS = {
                       "machine", "smoke"},
     "bench_encoding.py": {"seconds", "default_over_one_thread",
                           "default_over_one_thread_busy_cores", "machine", "smoke"},
+    "bench_reference.py": {"today", "reference", "layers", "extrapolated_ratio", "machine",
+                           "smoke"},
     "bench_losses.py": {"shapes", "seconds", "ratio_to_matmul", "machine", "smoke"},
     "bench_sensitivity.py": {"seconds_cold", "seconds_warm", "images_predicted",
                              "render_images_per_second", "predict_images_per_second", "smoke"},
