@@ -37,17 +37,18 @@ n_train = 64
 
 
 @pytest.mark.parametrize("line, message", [
-    ('smoke = "false"', r"\[budget\] smoke: Invalid value for `smoke`\. Expected a boolean"),
-    ("learning_rate = true", r"\[budget\] learning_rate: .*Expected a positive float\. "
+    ('smoke = "false"', r"`smoke`\. Expected a boolean"),
+    ("learning_rate = true", r"`learning_rate`\. Expected a positive float\. "
                              r"Received: learning_rate=True \(bool\)"),
-    ("image_size = 0", r"\[budget\] image_size: .*Expected an integer in \[8, 1024\]"),
-    ('augment = "flip"', r"\[budget\] augment: .*a string is not a list"),
-    ("epochs = 2.5", r"\[budget\] epochs: .*Expected a positive integer\. Received: epochs=2\.5"),
+    ("image_size = 0", r"`image_size`\. Expected an integer in \[8, 1024\]"),
+    ('augment = "flip"', r"`augment`\. .*a string is not a list"),
+    ("epochs = 2.5", r"`epochs`\. Expected a positive integer\. Received: epochs=2\.5"),
 ])
 def test_budget_values_are_type_checked_like_the_training_config(tmp_path, line, message):
     path = tmp_path / "study.toml"
     path.write_text(STUDY.format(line=line))
-    with pytest.raises(StudyError, match=message):
+    with pytest.raises(StudyError, match=r"\[budget\] has an invalid training config value: "
+                                         rf"Invalid value for {message}"):
         validate_study(load_study(path))
 
 

@@ -198,7 +198,9 @@ def _check_budget(study: StudySpec) -> None:
         try:
             check_field(key, value)
         except (TypeError, ValueError) as err:
-            raise StudyError(f"Study {study.source!r}: [budget] {key}: {err}") from None
+            raise StudyError(
+                f"Study {study.source!r}: [budget] has an invalid training config value: {err}"
+            ) from None
 
 
 def _check_bounds(study: StudySpec, run_id: str, config) -> None:
