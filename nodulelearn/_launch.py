@@ -31,7 +31,8 @@ def script_path(name: str):
 def run_script(name: str, argv: Sequence[str], prog: str) -> None:
     """Runs ``bin/<name>`` as ``__main__`` with ``sys.argv = [prog, *argv]``.
 
-    absl's ``app.run`` ends the script with ``SystemExit``, which propagates to the caller.
+    The script ends with ``SystemExit`` (``cli_env.run_main``, absl's ``app.run`` underneath),
+    which propagates to the caller.
     """
     argv = list(argv)
     quiet_tensorflow(argv)

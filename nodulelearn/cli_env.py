@@ -4,14 +4,17 @@ TensorFlow prints INFO and WARNING lines of its C++ core (some before its loggin
 so ``TF_CPP_MIN_LOG_LEVEL`` cannot hide them) and of its Python logger (SavedModel's "Assets
 written to ..."). ``quiet_tensorflow(argv)`` is called by the launcher of every ``bin/`` script
 before TensorFlow is imported: unless ``argv`` holds ``--verbosity=N`` (or ``-v N``) with N >= 1,
-it sets ``TF_CPP_MIN_LOG_LEVEL=3`` (0 with N >= 1; a level the user exported is kept), raises
+it sets ``TF_CPP_MIN_LOG_LEVEL=3`` (0 with N >= 1; a level the user exported is kept, an empty
+one is not a level), raises
 the ``tensorflow`` Python logger to ERROR, drops the records below ERROR that TensorFlow's modules
 log through absl's logger (SavedModel export does), and filters the import-time C++ INFO / WARNING lines
 out of stderr; any other output of the import (Python warnings, errors) is passed through.
 Nothing happens at import of this module.
 
 A ``bin/`` script run directly (``bin/train``) is quieted the same way when it calls
-``quiet_tensorflow(sys.argv)`` before its first nodulelearn import.
+``quiet_tensorflow(sys.argv)`` before its first nodulelearn import. Every ``bin/`` script ends
+with ``run_main(main)``: absl's ``app.run`` with the exit statuses and one-line usage errors a
+command line is expected to have.
 """
 
 from __future__ import annotations
