@@ -43,6 +43,21 @@ def partial_dependence(predictor, factors, *, modes=None, points: int = CONTINUO
         whether the mode varies in the test distribution; per-class means are ``None`` when the
         class is absent.
     """
+    import keras
+
+    from nodulelearn.datasets import Factors
+
+    if (not callable(getattr(predictor, "predict", None)) or isinstance(predictor, type)
+            or isinstance(predictor, keras.Model)):  # a model's predict takes images, not factors
+        raise TypeError(f"Expected predictor to be a nodulelearn.sensitivity.Predictor (factors "
+                        f"-> P(malignant)). Received: {type(predictor).__name__}. Build one with "
+                        "Predictor(model, image_size=..., pixel_spacing_mm=...).")
+    if not isinstance(factors, Factors):
+        raise TypeError(f"Expected factors to be nodulelearn.datasets.Factors (from "
+                        f"sample_factors). Received: {type(factors).__name__}")
+    if isinstance(modes, str):
+        raise TypeError(f"Expected modes to be a list of mode names. Received the string "
+                        f"{modes!r}; pass [{modes!r}].")
     labels = np.asarray(factors.labels)
     curves = {}
     for mode in MODE_NAMES if modes is None else modes:

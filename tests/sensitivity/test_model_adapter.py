@@ -18,7 +18,13 @@ from nodulelearn.model_adapter import (
     parse_outputs,
 )
 from nodulelearn.model_io import ModelLoadError, ModelOutputError
-from nodulelearn.sensitivity import measure_encoding, permutation_sensitivity, probe_dists
+from nodulelearn.sensitivity import (
+    Predictor,
+    measure_encoding,
+    partial_dependence,
+    permutation_sensitivity,
+    probe_dists,
+)
 from nodulelearn.training.evaluate import evaluate_model, evaluate_on
 
 LOW_HU, WIDTH_HU = -1250.0, 1700.0  # our window (render.py): unit = (HU - LOW) / WIDTH
@@ -210,3 +216,7 @@ def test_public_functions_refuse_wrong_argument_types(spec_path, tmp_path):
     with pytest.raises(ValueError, match="Received: dists='clinical'"):
         evaluate_on(plain, "clinical", 8, 0)
     assert not any(tmp_path.iterdir())
+    with pytest.raises(TypeError, match="Expected predictor to be a nodulelearn.sensitivity"):
+        partial_dependence(plain, None)
+    with pytest.raises(TypeError, match="Expected factors to be nodulelearn.datasets.Factors"):
+        partial_dependence(Predictor(plain, image_size=32, pixel_spacing_mm=1.5), [1, 2])
