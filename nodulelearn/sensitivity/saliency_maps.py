@@ -182,7 +182,14 @@ def saliency(model, images, labels, probs, *, outputs="probability", patch_size=
         ``{"images" [k, H, W], "labels" [k], "probs" [k], "gradcam" [k, H, W] or None,
         "occlusion" [k, H, W], "gradcam_message" (why Grad-CAM was skipped, or None)}``.
     """
+    if not isinstance(model, keras.Model):
+        raise TypeError(f"Expected model to be a Keras model (keras.Model). Received: "
+                        f"{type(model).__name__}. Load a .keras file with "
+                        "nodulelearn.sensitivity.load_keras_model(path).")
     images = np.asarray(images, np.float32)
+    if images.ndim != 4 or images.shape[-1] != 1:
+        raise ValueError(f"Expected images of shape [k, H, W, 1] in [0, 1]. Received shape "
+                         f"{list(images.shape)}.")
     patch_size = patch_size or max(2, images.shape[1] // 8)
     result = {
         "images": images[..., 0],

@@ -24,6 +24,7 @@ from nodulelearn.sensitivity import (
     partial_dependence,
     permutation_sensitivity,
     probe_dists,
+    saliency,
 )
 from nodulelearn.training.evaluate import evaluate_model, evaluate_on
 
@@ -220,3 +221,7 @@ def test_public_functions_refuse_wrong_argument_types(spec_path, tmp_path):
         partial_dependence(plain, None)
     with pytest.raises(TypeError, match="Expected factors to be nodulelearn.datasets.Factors"):
         partial_dependence(Predictor(plain, image_size=32, pixel_spacing_mm=1.5), [1, 2])
+    with pytest.raises(TypeError, match="Expected model to be a Keras model"):
+        saliency("m.keras", np.zeros((1, 32, 32, 1)), [0], [0.5])
+    with pytest.raises(ValueError, match=r"Expected images of shape \[k, H, W, 1\]"):
+        saliency(plain, np.zeros((32, 32)), [0], [0.5])
