@@ -36,8 +36,8 @@ from nodulelearn.study.validate import check_names
 log = logging.getLogger(__name__)
 
 OUTPUTS = (
-    "results.csv", "sensitivity.csv", "encoding.csv", "summary.md", "heatmap.png", "ood.png",
-    "report.html",
+    "results.csv", "sensitivity.csv", "encoding.csv", "encoding_layers.csv", "summary.md",
+    "heatmap.png", "ood.png", "report.html",
 )  # fmt: skip
 #: Every file aggregation may write into ``<out>``; the only ones it reads back (report.html).
 ALL_OUTPUTS = OUTPUTS + sweep_outputs.OUTPUTS + availability.OUTPUTS
@@ -184,6 +184,13 @@ def _aggregate(study: StudySpec, out_dir: Path) -> Aggregate:
             records.columns(agg.encoding_rows, records.ENCODING_KEYS),
         ),
     ]
+    # Layer by layer: encoding and its change from initialisation, one row per run/layer/mode.
+    layer_rows = point_columns(study, [row for r in agg.records
+                                       for row in records.encoding_layer_rows(r)])
+    written.append(write_csv_atomic(
+        out_dir / "encoding_layers.csv", layer_rows,
+        records.columns(layer_rows, records.ENCODING_KEYS[:-1] + ("layer", "depth", "mode")),
+    ))
     agg.summary = summary_markdown(
         study,
         agg.result_rows,
@@ -208,9 +215,14 @@ def _aggregate(study: StudySpec, out_dir: Path) -> Aggregate:
     written += write_availability_outputs(study, agg.records, out_dir)
     states = [(run_id, "finished") for run_id in (r["run_id"] for r in agg.records)]
     states += [(run_id, "not finished") for run_id in agg.missing]
-    written.append(html_report.study_report(  # last: it embeds everything above, and only that
-        out_dir, files=[p for p in written if p.suffix in (".png", ".csv")], runs=sorted(states),
-    ))  # fmt: skip
+    try:  # last: it embeds everything above, and only that
+        written.append(html_report.study_report(
+            out_dir, files=[p for p in written if p.suffix in (".png", ".csv")],
+            runs=sorted(states),
+        ))  # fmt: skip
+    except html_report.ReportError as err:  # e.g. study.json damaged from outside
+        raise StudyError(f"report.html was not written: {err} The tables, summary.md and "
+                         "figures were.") from None
     agg.written = written
     log.info(
         "Aggregated %d of %d run(s) into %s",

@@ -61,3 +61,13 @@ def test_two_aggregations_of_one_folder_do_not_run_at_once(tmp_path, tiny_study_
             aggregate_study(study, out)
         assert (out / ".summary.md.abcdefgh.md").exists()  # not ours to delete while it runs
     assert (out / "summary.md").read_text() == before
+
+
+def test_a_report_that_cannot_be_written_is_a_study_error(aggregated):
+    from nodulelearn.study import StudyError
+
+    study, out = aggregated
+    (out / "study.json").write_text('{"name": ')  # damaged from outside after the runs
+    with pytest.raises(StudyError, match="report.html was not written: .*study.json is not valid"):
+        aggregate_study(study, out)
+    assert (out / "summary.md").is_file()
