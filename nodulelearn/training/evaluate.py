@@ -155,6 +155,14 @@ def predict_patches(model: keras.Model, images: np.ndarray, batch_size: int = 25
 
     _check_count("batch_size", batch_size)
     model, outputs = _adapted(model, outputs, adapter)
+    images = np.asarray(images, np.float32)
+    expected = tuple(model.input_shape[1:3])
+    if images.ndim != 4 or images.shape[-1] != 1 or len(images) == 0 or any(
+            want is not None and got != want for got, want in zip(images.shape[1:3], expected,
+                                                                  strict=True)):
+        raise ValueError(f"Expected patches of shape [n, {expected[0]}, {expected[1]}, 1] (the "
+                         f"model's size, one channel). Received shape {list(images.shape)}; "
+                         "load_patches(..., image_size=..., resize=True) resizes them.")
     predict = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
     columns = [np.asarray(model_io.output_column(predict(tf.constant(images[i:i + batch_size]))))
                for i in range(0, len(images), batch_size)]

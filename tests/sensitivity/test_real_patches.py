@@ -3,6 +3,7 @@ class folder of 16-bit PNGs, an .npz and a MedMNIST-layout .npz of volumes give 
 evaluating them through their distribution; every bad input is one line naming the problem."""
 
 import csv
+import dataclasses
 import json
 import os
 import subprocess
@@ -84,6 +85,10 @@ def test_each_layout_gives_the_accuracy_of_the_distribution(rendered, written, m
     np.testing.assert_allclose(sets["csv"].images[..., 0], images, atol=1e-6)
     np.testing.assert_allclose(sets["medmnist"].images[..., 0], images, atol=1e-6)
     assert sorted(sets["folder"].labels.tolist()) == sorted(labels.tolist())
+    with pytest.raises(ValueError, match=r"Expected patches of shape \[n, 32, 32, 1\].*"
+                                         r"Received shape \[40, 16, 16, 1\]"):
+        evaluate_patches(model, dataclasses.replace(sets["npz"],
+                                                    images=sets["npz"].images[:, ::2, ::2]))
 
 
 def test_intervals_are_wilson_and_delong():
