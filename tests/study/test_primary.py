@@ -280,3 +280,34 @@ def test_more_seeds_keep_the_identity_of_the_finished_runs(tmp_path, tiny_study_
     assert study_from_dict(extended.to_dict()).seeds == (0, 3, 1, 2)
     with pytest.raises(ValueError, match=r"Expected an integer >= 2 .*Received: seeds=1"):
         with_seeds(study, 1)
+
+
+def test_shortcut_bias_and_reliance_are_compared_per_seed():
+    study = study_from_dict({
+        "seeds": list(SEEDS), "losses": {"a": {"loss": "ce"}, "b": {"loss": "ce"}},
+        "train": {"margin_size": {"ood": ["margin_size_reversed"], "core": "margin",
+                                  "shortcut": "size"}},
+        "compare": [
+            {"a": "a", "b": "b", "metric": "shortcut_bias", "train": "margin_size",
+             "test": "margin_size_reversed", "delta": 0.1},
+            {"a": "a", "b": "b", "metric": "reliance:size", "train": "margin_size",
+             "test": "id", "delta": 0.1},
+        ],
+    })  # fmt: skip
+    validate_comparisons(study)
+    records = []
+    for loss, acc, size in (("a", 0.9, 0.1), ("b", 0.6, 0.5)):
+        for seed in SEEDS:
+            wobble = 0.01 * ((seed * 7) % 5 - 2) + (0.001 * seed if loss == "a" else 0)
+            records.append({
+                "loss": loss, "train_dist": "margin_size", "seed": seed,
+                "metrics": {"margin_size_reversed": {"accuracy": acc + wobble}},
+                "sensitivity": {"margin_size": {"modes": [
+                    {"mode": "size", "reliance": size + wobble},
+                    {"mode": "margin", "reliance": 1 - size - wobble}]}},
+            })  # fmt: skip
+    bias, reliance = primary_results(study, records)
+    # On the reversed set the label follows the margin: bias = 1 - 2 accuracy.
+    assert bias.values_a[0] == pytest.approx(1 - 2 * 0.88) and bias.verdict == "a < b"
+    assert bias.difference.diff == pytest.approx(-0.6 - 2 * 0.002, abs=1e-9)
+    assert reliance.values_b[0] == pytest.approx(0.48) and reliance.verdict == "a < b"
