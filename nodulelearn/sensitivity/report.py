@@ -99,6 +99,11 @@ def format_table(result: dict, title: str | None = None) -> str:
         f"{header}\n  n={result['n']}, repeats={result['repeats']}, seed={result['seed']}: "
         f"baseline accuracy {base['accuracy']:.3f}, AUC {auc}; 95% intervals in brackets\n"
     )
+    adapter = result.get("adapter") or {}
+    if adapter.get("input_intensity", "unit") != "unit" or adapter.get("channels", 1) != 1 or (
+            adapter.get("outputs", "probability").startswith("softmax")):
+        out.write(f"  model read through the adapter: input {adapter['input_intensity']} on "
+                  f"{adapter.get('channels', '?')} channel(s), outputs {adapter['outputs']}\n")
     columns = ("mode", "reliance", "flip_rate", "mean_abs_delta_p", "delta_accuracy", "delta_auc")
     widths = (14, 22, 22, 22, 23, 23)
     out.write("  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)).rstrip() + "\n")

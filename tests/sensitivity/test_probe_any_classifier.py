@@ -49,6 +49,8 @@ def test_probe_reads_the_model_through_its_adapter(tmp_path, spec_path, rgb_soft
     assert result["adapter"] == {"input_intensity": "imagenet", "outputs": "softmax:1",
                                  "channels": 3, "model_input_shape": [32, 32, 3]}
     assert (out / "saliency.png").is_file() and (out / "saliency_images.png").is_file()
+    assert ("model read through the adapter: input imagenet on 3 channel(s), outputs softmax:1"
+            in proc.stdout)
     # Grad-CAM reached the wrapped model's feature map, on renders and on the patches.
     assert "Grad-CAM skipped" not in proc.stderr
 
