@@ -26,6 +26,7 @@ EXPORTS: dict[str, str] = {
     "STRATEGIES": "nodulelearn.training.config",
     "TrainConfig": "nodulelearn.training.config",
     "check_field": "nodulelearn.training.config",
+    "check_fields": "nodulelearn.training.config",
     "parse_params": "nodulelearn.training.config",
     "resolve_config": "nodulelearn.training.config",
     "AUGMENTATIONS": "nodulelearn.training.augment",

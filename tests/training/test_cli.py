@@ -101,6 +101,15 @@ def test_bad_flags_give_clear_errors(tmp_path):
     result = _run(["bin/train", "--loss=hinge"])
     assert result.returncode != 0 and "supcon" in result.stderr and "hinge" in result.stderr
 
+    # A seed NumPy cannot take is refused in the config's words, before set_determinism.
+    result = _run(["bin/train", "--loss=ce", "--smoke", "--seed=-1", f"--out_dir={tmp_path / 'z'}"])
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1] == (
+        "train: error: Invalid value for `seed`. Expected an integer in [0, 4294967295]. "
+        "Received: seed=-1 (int)"), result.stderr[-2000:]
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "z").exists()
+
 
 def _free_ports(n):
     sockets = [socket.socket() for _ in range(n)]
