@@ -8,6 +8,8 @@ and returns the fully resolved config that is written to ``config.json``.
 from __future__ import annotations
 
 import dataclasses
+import math
+import numbers
 import os
 from collections.abc import Mapping
 from typing import Any
@@ -126,9 +128,6 @@ def check_field(name: str, value: Any) -> Any:
         TypeError: a value of the wrong type (the message says what was expected and received).
         ValueError: an out-of-range value, or ``name`` is not a field (listing the fields).
     """
-    import math
-    import numbers
-
     fields = {f.name: f for f in dataclasses.fields(TrainConfig)}
     if name not in fields:
         raise ValueError(f"Unknown TrainConfig field {name!r}. Valid fields: "
