@@ -55,6 +55,7 @@ from nodulelearn.sensitivity.untrained import (
     add_change,
     check_inits,
     recoverability_reference,
+    sample_images,
 )
 
 logger = logging.getLogger(__name__)
@@ -265,7 +266,7 @@ def probe_encoding(encoder, spec, out_dir: str, *, seed: int, n: int | None = No
     else:  # one rendered sample for every layer and every init
         size = encoding_sample_size(width) if n is None else int(n)
         factors = sample_factors(spec, size, seed + ENCODING_SEED_OFFSET)
-        images = renderers.images(spec, factors)
+        images = sample_images(spec, factors, lambda: renderers.images(spec, factors))
         pooled = PooledApply(pooled_model(encoder, wanted), batch_size)(images)
         result = measure_encoding(lambda f: pooled[-1], spec, seed=seed, embedding_dim=width,
                                   n=size)

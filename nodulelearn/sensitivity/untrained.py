@@ -173,6 +173,19 @@ def encoding_reference(encoder, spec, factors, render, *, inits: int, seed: int,
 
 
 _HOSTS: dict[tuple, tuple] = {}
+_IMAGES: dict[str, np.ndarray] = {}
+
+
+def sample_images(spec, factors, render):
+    """The rendered images of an encoding sample, kept for the next encoder measured on the same
+    sample in this process (a study's runs share one; the last two samples are kept)."""
+    key = json.dumps({"distribution": spec.to_dict(), "noise_seeds": _digest(factors.noise_seeds),
+                      "n": len(factors)}, sort_keys=True, default=str)
+    if key not in _IMAGES:
+        if len(_IMAGES) >= 2:
+            _IMAGES.pop(next(iter(_IMAGES)))
+        _IMAGES[key] = render()
+    return _IMAGES[key]
 
 
 def _host(encoder, layers, batch_size: int):

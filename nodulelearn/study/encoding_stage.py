@@ -37,7 +37,8 @@ class EncodingAnalysis:
 
         encoder = self._load(Path(train_dir) / run_layout.ENCODER)
         return probe_encoding(
-            encoder, encoding_distribution(train_ref), str(out_dir), seed=seed, n=n
+            encoder, encoding_distribution(train_ref), str(out_dir), seed=seed, n=n,
+            **_reference_options(out_dir, n),
         )
 
     def recoverability(
@@ -50,7 +51,8 @@ class EncodingAnalysis:
         encoder = self._load(Path(train_dir) / run_layout.ENCODER)
         extra = {} if n_fit is None else {"n_fit": n_fit}
         return probe_recoverability(
-            model, encoder, list(refs), str(out_dir), seed=seed, n_test=n_test, **extra
+            model, encoder, list(refs), str(out_dir), seed=seed, n_test=n_test, **extra,
+            **_reference_options(out_dir, n_fit),
         )
 
     @staticmethod
@@ -58,6 +60,21 @@ class EncodingAnalysis:
         from nodulelearn.sensitivity import load_keras_model
 
         return load_keras_model(str(path))
+
+
+#: The untrained reference's on-disk cache, shared by every run: <out>/untrained/.
+REFERENCE_DIR = "untrained"
+#: Untrained inits of a smoke study (its read-outs are sized down too); 5 otherwise.
+SMOKE_BASELINE_INITS = 2
+
+
+def _reference_options(out_dir: Path, n: int | None) -> dict:
+    """The untrained reference's settings for a run's ``out_dir`` (<out>/runs/<id>/<stage>): the
+    study's shared cache, and fewer inits where ``n`` is set (smoke studies)."""
+    options = {"baseline_cache_dir": str(Path(out_dir).parents[2] / REFERENCE_DIR)}
+    if n is not None:
+        options["baseline_inits"] = SMOKE_BASELINE_INITS
+    return options
 
 
 def encoding_stage(study, run, directory, analysis) -> tuple[dict | None, dict[str, dict]]:
@@ -77,14 +94,24 @@ def encoding_stage(study, run, directory, analysis) -> tuple[dict | None, dict[s
         )  # fmt: skip
         return None, {}
     seed = run.seed + SENSITIVITY_SEED_OFFSET
+    # Encoding: one sample (and folds) for every run of the study, so runs are compared on the
+    # same images and the untrained reference is computed once per training distribution.
+    encoding_seed = SENSITIVITY_SEED_OFFSET
     # Smoke studies shrink the read-outs to the sensitivity budget (seconds, not minutes); a real
     # study uses the analysis' own sample-size rules (e.g. 20 samples per embedding dimension).
     n = study.sensitivity.n if study.budget.get("smoke") else None
     path = directory / ENCODING_FILE
     encoding = read_cached(path)
-    if encoding is None or encoding.get("seed") != seed or (n and encoding.get("n") != n):
+    # Made by the analysis before it had the untrained reference: redone (stand-ins kept).
+    real = isinstance(analysis, EncodingAnalysis)
+    if encoding is None or encoding.get("seed") != encoding_seed or (
+        n and encoding.get("n") != n
+    ) or (
+        real and "baseline_inits" not in encoding
+    ):
         encoding = analysis.encoding(
-            directory / "train", run.train.dist, seed=seed, n=n, out_dir=directory / "encoding"
+            directory / "train", run.train.dist, seed=encoding_seed, n=n,
+            out_dir=directory / "encoding",
         )
         write_json_atomic(path, encoding)
         encoding = json.loads(path.read_text())
@@ -96,7 +123,9 @@ def encoding_stage(study, run, directory, analysis) -> tuple[dict | None, dict[s
     }  # fmt: skip
     path = directory / RECOVERABILITY_FILE
     cached = read_cached(path)
-    if cached is None or any(cached.get(k) != v for k, v in settings.items()):
+    if cached is None or any(cached.get(k) != v for k, v in settings.items()) or (real and any(
+        "baseline_accuracy" not in r for r in cached.get("records", {}).values()
+    )):
         found = analysis.recoverability(
             directory / "train", [t.ref for t in ood],
             seed=seed, n_test=study.sensitivity.n, n_fit=n, out_dir=directory / "recoverability",

@@ -52,7 +52,9 @@ def reliance_heatmap_figure(
     encoding_rows: Sequence[Mapping[str, Any]] = (),
 ) -> Figure | None:
     """Loss x mode mean reliance on the in-distribution test set, one panel per training dist;
-    with ``encoding_rows``, the loss x mode encoding (normalised) in a panel below each.
+    with ``encoding_rows``, the loss x mode encoding (normalised) in a panel below each, and
+    where the runs measured it, its change from initialisation (trained - untrained, diverging
+    colours centred at 0) below that.
 
     Reliance columns: every analysed mode, the ``nuisance`` pseudo-mode included (what no mode
     explains); encoding columns: the modes (nuisance is not a factor a read-out can decode).
@@ -65,6 +67,7 @@ def reliance_heatmap_figure(
 
     rel = reliance_estimates(sens_rows)
     enc = encoding_estimates(encoding_rows)
+    change = encoding_estimates(encoding_rows, "change")
     panels = []
     for entry in study.train:
         test = _id_test(sens_rows, entry.id)
@@ -81,32 +84,46 @@ def reliance_heatmap_figure(
         rows.append(
             ("encoding", list(MODE_NAMES), lambda train, test, loss: enc.get((train, loss), {}))
         )
+    if any((train, loss) in change for train, _, losses in panels for loss in losses):
+        rows.append(("change from init", list(MODE_NAMES),
+                     lambda train, test, loss: change.get((train, loss), {})))
     height = 1.9 + 0.45 * max(len(p[2]) for p in panels)  # title, panel, rotated mode names
     fig, axes = _subplots(
         len(rows), len(panels), figsize=(1.0 + 0.75 * len(modes) * len(panels), height * len(rows)),
         squeeze=False, layout="constrained",  # each row's titles clear the mode names above
     )  # fmt: skip
-    image = None
+    image = change_image = None
     for r, (kind, columns, cells_of) in enumerate(rows):
         for k, (ax, (train, test, losses)) in enumerate(zip(axes[r], panels, strict=True)):
             cells = [cells_of(train, test, loss) for loss in losses]
             grid = [[c[m].mean if m in c else math.nan for m in columns] for c in cells]
-            image = ax.imshow(grid, vmin=0.0, vmax=1.0, cmap="viridis", aspect="auto")
+            diverging = kind == "change from init"
+            shown = ax.imshow(grid, vmin=-1.0 if diverging else 0.0, vmax=1.0, aspect="auto",
+                              cmap="RdBu_r" if diverging else "viridis")
+            if diverging:
+                change_image = shown
+            else:
+                image = shown
             for i, row in enumerate(grid):
                 for j, value in enumerate(row):
                     if math.isfinite(value):
+                        dark = abs(value) > 0.6 if diverging else value < 0.6
                         ax.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize=7,
-                                color="white" if value < 0.6 else "black")
+                                color="white" if dark else "black")
             ax.set_xticks(range(len(columns)), columns, rotation=45, ha="right")
             # Panels with the losses of the panel on their left leave the names to it.
             same = k > 0 and losses == panels[k - 1][2]
             ax.set_yticks(range(len(losses)), [] if same else losses)
             where = f"tested on {test}" if kind == "reliance" else "decorrelated training dist"
             ax.set_title(f"{kind}: trained on {train}\n({where})", fontsize=9)
+    plain = axes[: len(rows) - (change_image is not None)]
     fig.colorbar(
-        image, ax=axes.ravel().tolist(),
+        image, ax=plain.ravel().tolist(),
         label="reliance (share of mean |ΔP|) / encoding (normalized)", shrink=0.9,
     )  # fmt: skip
+    if change_image is not None:
+        fig.colorbar(change_image, ax=axes[-1].tolist(), shrink=0.9,
+                     label="change from init (trained − untrained)")
     return fig
 
 

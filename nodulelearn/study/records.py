@@ -185,6 +185,16 @@ def encoding_rows(record: Mapping[str, Any]) -> list[dict[str, Any]]:
     ]  # fmt: skip
 
 
+def encoding_layer_rows(record: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """One row per (layer, varying mode) of the run's layer-wise encoding and its change from
+    initialisation (``probe_encoding``'s ``layers``; none for a record without them)."""
+    encoding = record.get("encoding")
+    if not encoding:
+        return []
+    test = {"label": encoding.get("distribution", ""), "role": ENCODING_ROLE}
+    return [{**_run_keys(record, test), **row} for row in encoding.get("layers") or []]
+
+
 def sensitivity_rows(record: Mapping[str, Any]) -> list[dict[str, Any]]:
     """One row per (analysed test distribution, mode): the run's keys, the mode, every field."""
     rows = []

@@ -167,23 +167,32 @@ def reliance_table(
 
 
 def encoding_estimates(
-    rows: Sequence[Mapping[str, Any]],
+    rows: Sequence[Mapping[str, Any]], metric: str = "normalized",
 ) -> dict[tuple[str, str], dict[str, Estimate]]:
-    """(train dist, loss) -> mode -> ``Estimate`` of the normalised encoding, from encoding.csv.
+    """(train dist, loss) -> mode -> ``Estimate`` of the normalised encoding (or of ``metric``,
+    e.g. ``"change"`` from initialisation), from encoding.csv.
 
-    One seed: the measurement's own 95% bootstrap interval. Modes not scored are left out.
+    One seed: the measurement's own 95% interval. Modes not scored are left out.
     """
     groups: dict[tuple[str, str, str], list[Mapping[str, Any]]] = defaultdict(list)
     for row in rows:
-        if _float(row.get("normalized")) is not None:
+        if _float(row.get(metric)) is not None:
             groups[(row["train_dist"], row["loss"], row["mode"])].append(row)
     out: dict[tuple[str, str], dict[str, Estimate]] = defaultdict(dict)
     for (train, loss, mode), group in groups.items():
         out[(train, loss)][mode] = estimate(
-            [_float(r["normalized"]) for r in group],
-            interval=_recorded_interval(group, "normalized"),
+            [_float(r[metric]) for r in group],
+            interval=_recorded_interval(group, metric),
         )
     return dict(out)
+
+
+def _verdict_text(rows: Sequence[Mapping[str, Any]], train: str, loss: str, mode: str) -> str:
+    """The runs' verdicts of a mode's change from initialisation, e.g. "enhanced 2/3"."""
+    found = [r.get("verdict") for r in rows if r["train_dist"] == train and r["loss"] == loss
+             and r["mode"] == mode and r.get("verdict")]
+    counts = {v: found.count(v) for v in ("enhanced", "suppressed", "unchanged") if v in found}
+    return ", ".join(f"{v} {k}/{len(found)}" for v, k in counts.items()) or "–"
 
 
 def learned_vs_used_table(
@@ -192,16 +201,21 @@ def learned_vs_used_table(
     enc_rows: Sequence[Mapping[str, Any]],
     train: str,
 ) -> list[str]:
-    """Markdown table: per loss and mode, reliance (ID test set) beside encoding.
+    """Markdown table: per loss and mode, reliance (ID test set) beside the change of the
+    encoding from initialisation (trained - untrained) with the runs' verdicts; the raw encoding
+    where the runs measured no untrained reference.
 
-    A mode with a high encoding and a low reliance was learned but is not used.
+    A mode enhanced or kept by training with a low reliance was learned but is not used.
     """
     rel = reliance_estimates(sens_rows)
-    enc = encoding_estimates(enc_rows)
+    change = any(_float(r.get("change")) is not None for r in enc_rows
+                 if r["train_dist"] == train)
+    enc = encoding_estimates(enc_rows, "change" if change else "normalized")
     id_test = next((t for t, role in tested_sets(sens_rows, train) if role == "id"), None)
     lines = [
-        f"| loss | mode | reliance ({markdown_text(id_test or 'ID')}) | encoding (normalized) |",
-        "|---|---|---|---|",
+        f"| loss | mode | reliance ({markdown_text(id_test or 'ID')}) | "
+        + ("change from init | verdict |" if change else "encoding (normalized) |"),
+        "|---|---|---|---|" + ("---|" if change else ""),
     ]
     empty = Estimate(math.nan, math.nan, 0, math.nan, math.nan)
     for entry in study.losses:
@@ -211,7 +225,9 @@ def learned_vs_used_table(
         for mode in modes:
             cells = [used.get(mode, empty), learned.get(mode, empty)]
             text = [c.text(2) if c.k else "–" for c in cells]
-            lines.append(f"| {markdown_text(entry.id)} | {mode} | {text[0]} | {text[1]} |")
+            if change:
+                text.append(_verdict_text(enc_rows, train, entry.id, mode))
+            lines.append(f"| {markdown_text(entry.id)} | {mode} | {' | '.join(text)} |")
     return lines if len(lines) > 2 else []
 
 
