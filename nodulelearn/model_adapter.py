@@ -265,6 +265,10 @@ class ModelAdapter:
         _, index = parse_outputs(self.outputs)
         if select_output and index is not None:
             y = y[:, index:index + 1]
+        if not select_output:
+            # The embedding as a top-level layer of the wrapper (the nested model's own output
+            # belongs to its own graph), so the layer-wise encoding can read it.
+            y = keras.layers.Identity(name="embedding")(y)
         return keras.Model(image, y, name=f"{model.name}_adapted")
 
     def adapt(self, model):

@@ -28,10 +28,11 @@ def rgb_softmax(tmp_path_factory):
     keras.utils.set_random_seed(0)
     image = keras.Input((32, 32, 3))
     x = keras.layers.Conv2D(4, 3, strides=2, padding="same", activation="relu")(image)
-    x = keras.layers.GlobalAveragePooling2D()(x)
-    model = keras.Model(image, keras.layers.Dense(2, activation="softmax")(x))
+    encoder = keras.Model(image, keras.layers.GlobalAveragePooling2D()(x), name="backbone")
+    model = keras.Model(image, keras.layers.Dense(2, activation="softmax")(encoder(image)))
     path = tmp_path_factory.mktemp("rgb") / "rgb_softmax.keras"
     model.save(path)
+    encoder.save(path.parent / "rgb_encoder.keras")
     patches = path.parent / "patches.npz"
     rng = np.random.default_rng(0)
     np.savez(patches, images=rng.uniform(-1000, 200, (6, 32, 32)), labels=[0, 1] * 3)
@@ -43,12 +44,16 @@ def test_probe_reads_the_model_through_its_adapter(tmp_path, spec_path, rgb_soft
     out = tmp_path / "out"
     proc = _probe(f"--model={model}", f"--dist={spec_path}", "--input_intensity=imagenet",
                   "--outputs=softmax:1", f"--images={patches}", "--images_intensity=hu",
+                  f"--encoder={model.parent / 'rgb_encoder.keras'}", "--encoding_n=40",
                   *SMALL, f"--out={out}")
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads((out / "sensitivity.json").read_text())
     assert result["adapter"] == {"input_intensity": "imagenet", "outputs": "softmax:1",
                                  "channels": 3, "model_input_shape": [32, 32, 3]}
     assert (out / "saliency.png").is_file() and (out / "saliency_images.png").is_file()
+    encoding = json.loads((out / "decodability.json").read_text())
+    assert encoding["adapter"] == {**result["adapter"], "model_input_shape": [32, 32, 3]}
+    assert any(r["normalized"] is not None for r in encoding["modes"])
     assert ("model read through the adapter: input imagenet on 3 channel(s), outputs softmax:1"
             in proc.stdout)
     # Grad-CAM reached the wrapped model's feature map, on renders and on the patches.
