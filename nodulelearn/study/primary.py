@@ -279,6 +279,10 @@ def primary_results(study, records: Sequence[Mapping[str, Any]]) -> list[Primary
     return results
 
 
+def _count(n: int) -> str:
+    return f"{n} comparison" + ("" if n == 1 else "s")
+
+
 def _num(value: float, digits: int = 3) -> str:
     return "–" if not math.isfinite(value) else f"{value:.{digits}f}".replace("-", "−")
 
@@ -297,10 +301,10 @@ def primary_section(study, records: Sequence[Mapping[str, Any]]) -> list[str]:
     lines = [
         "## Primary comparisons",
         "",
-        f"The {len(results)} comparison(s) this study declares (`[[compare]]`): the paired "
+        f"The {_count(len(results))} this study declares (`[[compare]]`): the paired "
         "difference `a − b` over seeds with its 95% t interval, the paired t-test and the two "
-        "one-sided tests of equivalence within ±delta (TOST), each Holm-corrected over these "
-        f"{len(results)} only. Verdict: `a > b` or `a < b` when the difference holds (Holm p < "
+        "one-sided tests of equivalence within ±delta (TOST), each Holm-corrected over the "
+        f"declared family only ({_count(len(results))}). Verdict: `a > b` or `a < b` when the difference holds (Holm p < "
         f"{stats.ALPHA:.2f}), `{EQUIVALENT}` when the TOST holds, else `{UNRESOLVED}`. Every "
         "other comparison below is exploratory.",
         "",

@@ -296,8 +296,10 @@ def summary_markdown(
         f"{interval_note} **Bold** is the highest mean of a column in its block (one test "
         "set); by itself it claims nothing. Under each table, every pair of losses is compared "
         "on accuracy and AUC with the same seeds and test sets: the difference `a − b` with its "
-        "95% interval, and whether it holds after a Holm correction over the table's "
-        "comparisons (stats.py says which tests).",
+        + ("95% interval and its uncorrected p, exploratory: the study's claims are its primary "
+           "comparisons (stats.py says which tests)." if study.compare else
+           "95% interval, and whether it holds after a Holm correction over the table's "
+           "comparisons (stats.py says which tests)."),
         "Reliance is a mode's share of the summed mean |ΔP(malignant)| when each mode is "
         f"permuted across the test set (the shares sum to 1). The top {TOP_MODES} modes with a "
         f"share of at least {MIN_RELIANCE:.2f} are listed; `(≈ mode)` marks a mode whose "

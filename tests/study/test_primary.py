@@ -217,7 +217,7 @@ def test_summary_and_report_show_the_primary_comparisons_first(tmp_path, tiny_st
             or line.startswith("| ce_again − ce")]
     assert rows[0].endswith("| **supcon > ce** |")
     assert rows[1].endswith(f"| **{EQUIVALENT}** |")
-    assert "Holm-corrected over these 3 only" in summary
+    assert "Holm-corrected over the declared family only (3 comparisons)" in summary
     assert "| holds |" not in summary  # no verdict outside the primary family
     report = (out / "report.html").read_text()
     assert report.index("Primary comparisons") < report.index("Differences between losses")
