@@ -297,7 +297,7 @@ def is_spec_path(ref: str) -> bool:
 
 def _resolve_dist(ref: Any, base_dir: Path | None, source: str, where: str) -> str:
     """A dataset preset name stays as is; a path (``.toml`` or with a slash) becomes absolute."""
-    if not isinstance(ref, str) or not ref:
+    if not isinstance(ref, str) or not ref or "\x00" in ref:  # a NUL cannot be in a path
         raise _fail(source, f"{where} must be a preset name or a path. Received: {ref!r}")
     if is_spec_path(ref):
         path = Path(ref)
