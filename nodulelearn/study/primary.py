@@ -293,7 +293,7 @@ def _p(value: float) -> str:
 
 def primary_section(study, records: Sequence[Mapping[str, Any]]) -> list[str]:
     """summary.md's first section: the primary comparisons and their verdicts (empty: none)."""
-    from nodulelearn.html_report import markdown_text as md
+    from nodulelearn.markdown import markdown_text as md
 
     if not study.compare:
         return []

@@ -16,7 +16,7 @@ from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from nodulelearn.html_report import markdown_code, markdown_text
+from nodulelearn.markdown import markdown_code, markdown_text
 from nodulelearn.study.differences import differences_section, tested_sets
 from nodulelearn.study.spec import StudySpec
 from nodulelearn.study.stats import (

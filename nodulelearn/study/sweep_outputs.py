@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 
 from nodulelearn.atomic_files import save_figure_atomic, write_csv_atomic
-from nodulelearn.html_report import markdown_code, markdown_text
+from nodulelearn.markdown import markdown_code, markdown_text
 from nodulelearn.study import stats
 from nodulelearn.study.plan import eval_dists
 from nodulelearn.study.spec import StudySpec, TrainEntry

@@ -160,7 +160,7 @@ def test_reliance_tables_and_heatmap_include_nuisance():
 def test_names_with_markdown_characters_keep_every_table_cell_in_place():
     import html.parser
 
-    from nodulelearn.html_report import markdown_to_html
+    from nodulelearn.markdown import markdown_to_html
 
     names = {"a": "a|b", "b": "c*d*", "c": "e`f<g>"}
     study = study_from_dict({**STUDY.to_dict(), "losses": {v: {"loss": "ce"} for v in names.values()}})
