@@ -115,7 +115,7 @@ def cached(kind: str, key: str, cache_dir, compute):
         try:
             with open(path) as f:
                 stored = json.load(f)
-            if stored.get("key") == key:
+            if isinstance(stored, dict) and stored.get("key") == key:
                 _MEMORY[name] = stored
                 return stored
         except (OSError, ValueError) as err:  # a damaged cache file is recomputed, not trusted
