@@ -5,7 +5,7 @@ A study declares them with ``[[compare]]`` tables::
     [[compare]]
     a = "supcon"                      # two loss ids of the study
     b = "ce"
-    metric = "accuracy"               # accuracy, auc, reliance:<mode>, shortcut_bias
+    metric = "accuracy"               # accuracy, auc, reliance:<mode>, change:<mode>, shortcut_bias
     train = "margin_size"             # a [train] entry (or one sweep point of it)
     test = "margin_size_decorrelated" # a test set label of it, or "id" / "ood" (its only OOD set)
     delta = 0.03                      # the smallest difference that matters
@@ -36,6 +36,8 @@ from nodulelearn.study import stats
 _KEYS = ("a", "b", "metric", "train", "test", "delta")
 PLAIN_METRICS = ("accuracy", "auc", "shortcut_bias")
 RELIANCE = "reliance:"
+CHANGE = "change:"  # change of a mode's encoding from initialisation (on the training set's
+# decorrelated version, so its test set is the ID one)
 TEST_ROLES = ("id", "ood")
 UNRESOLVED = "unresolved"
 EQUIVALENT = "equivalent within delta"
@@ -98,9 +100,11 @@ def parse_comparisons(value: Any) -> tuple[Comparison, ...]:
 
 def metric_names() -> list[str]:
     """Every metric a comparison may name."""
+    from nodulelearn.datasets import MODE_NAMES
     from nodulelearn.sensitivity import ANALYSED_MODES
 
-    return [*PLAIN_METRICS, *(f"{RELIANCE}{mode}" for mode in ANALYSED_MODES)]
+    return [*PLAIN_METRICS, *(f"{RELIANCE}{mode}" for mode in ANALYSED_MODES),
+            *(f"{CHANGE}{mode}" for mode in MODE_NAMES)]
 
 
 def _entries(study) -> dict[str, Any]:
@@ -167,6 +171,9 @@ def check_comparisons(study) -> None:
                 label != resolve_test(entry, "id"):
             raise StudyError(f"{where}: {c.metric} on {label!r} is not measured: [sensitivity] "
                              "on = \"id\" analyses the training distribution only.")
+        if c.metric.startswith(CHANGE) and label != resolve_test(entry, "id"):
+            raise StudyError(f"{where}: {c.metric} is measured on the training distribution "
+                             f"(made decorrelated), not on {label!r}: set test = \"id\".")
         if c.metric == "shortcut_bias" and _conflict_sign(entry, label) is None:
             raise StudyError(
                 f"{where}: shortcut_bias needs a conflict test set (core and shortcut modes "
@@ -186,7 +193,11 @@ def _conflict_sign(entry, label: str) -> float | None:
 def run_value(record: Mapping[str, Any], metric: str, label: str,
               sign: float | None = None) -> float | None:
     """One run's ``metric`` on test set ``label`` from its record (None: not measured)."""
-    if metric.startswith(RELIANCE):
+    if metric.startswith(CHANGE):
+        modes = (record.get("encoding") or {}).get("modes", [])
+        value = next((m.get("change") for m in modes if m.get("mode") == metric[len(CHANGE):]),
+                     None)
+    elif metric.startswith(RELIANCE):
         modes = (record.get("sensitivity", {}).get(label) or {}).get("modes", [])
         value = next((m.get("reliance") for m in modes if m.get("mode") == metric[len(RELIANCE):]),
                      None)

@@ -311,3 +311,19 @@ def test_shortcut_bias_and_reliance_are_compared_per_seed():
     assert bias.values_a[0] == pytest.approx(1 - 2 * 0.88) and bias.verdict == "a < b"
     assert bias.difference.diff == pytest.approx(-0.6 - 2 * 0.002, abs=1e-9)
     assert reliance.values_b[0] == pytest.approx(0.48) and reliance.verdict == "a < b"
+
+
+def test_change_from_initialisation_is_compared_on_the_training_distribution():
+    compare = {"a": "a", "b": "b", "metric": "change:size", "train": "d", "test": "id",
+               "delta": 0.05}
+    study = _study([compare])
+    validate_comparisons(study)
+    with pytest.raises(StudyError, match='change:size is measured on the training distribution'):
+        validate_comparisons(_study([{**compare, "test": "o"}]))
+    records = [{"loss": loss, "train_dist": "d", "seed": seed,
+                "encoding": {"modes": [{"mode": "size", "change": base + noise * (seed % 3)},
+                                       {"mode": "margin", "change": 0.0}]}}
+               for loss, base, noise in (("a", 0.30, 0.01), ("b", 0.10, 0.02)) for seed in SEEDS]
+    (result,) = primary_results(study, records)
+    assert result.values_a[1] == pytest.approx(0.31) and result.verdict == "a > b"
+    assert result.difference.diff == pytest.approx(0.2 - 0.01 * (0 + 1 + 2 + 0 + 1) / 5)
