@@ -199,6 +199,7 @@ def _aggregate(study: StudySpec, out_dir: Path) -> Aggregate:
         missing=agg.missing,
         encoding_rows=agg.encoding_rows,
         primary=primary_section(study, agg.records),
+        layer_rows=layer_rows,
     )
     agg.summary += sweep_summary_markdown(study, agg.records)
     agg.summary += availability_notes_markdown(study)

@@ -231,6 +231,39 @@ def learned_vs_used_table(
     return lines if len(lines) > 2 else []
 
 
+def change_by_depth_table(
+    study: StudySpec, layer_rows: Sequence[Mapping[str, Any]], train: str
+) -> list[str]:
+    """Markdown table: per loss and mode, the first layer where most runs' encoding changed from
+    initialisation (enhanced or suppressed), then each layer's mean change and majority verdict.
+    """
+    rows = [r for r in layer_rows if r["train_dist"] == train and r.get("verdict")]
+    depth = {r["layer"]: int(r["depth"]) for r in rows}
+    layers = sorted(depth, key=depth.get)
+    if not layers:
+        return []
+    lines = [f"| loss | mode | first changed at | {' | '.join(layers)} |",
+             "|---|---|---|" + "---|" * len(layers)]
+    for entry in study.losses:
+        mine = [r for r in rows if r["loss"] == entry.id]
+        for mode in dict.fromkeys(r["mode"] for r in mine):
+            cells, first = [], "–"
+            for layer in layers:
+                group = [r for r in mine if r["mode"] == mode and r["layer"] == layer]
+                verdicts = [r["verdict"] for r in group]
+                changes = [c for c in (_float(r.get("change")) for r in group) if c is not None]
+                if not changes:
+                    cells.append("–")
+                    continue
+                top = max(dict.fromkeys(verdicts), key=verdicts.count)
+                if first == "–" and top != "unchanged" and 2 * verdicts.count(top) > len(group):
+                    first = f"{layer} ({top})"
+                cells.append(f"{sum(changes) / len(changes):+.2f} {top} "
+                             f"{verdicts.count(top)}/{len(group)}")
+            lines.append(f"| {markdown_text(entry.id)} | {mode} | {first} | {' | '.join(cells)} |")
+    return lines if len(lines) > 2 else []
+
+
 def _budget_line(study: StudySpec) -> str:
     budget = markdown_text(", ".join(f"{k}={v}" for k, v in study.budget.items()))
     sens = study.sensitivity
@@ -249,6 +282,7 @@ def summary_markdown(
     missing: Sequence[str],
     encoding_rows: Sequence[Mapping[str, Any]] = (),
     primary: Sequence[str] = (),
+    layer_rows: Sequence[Mapping[str, Any]] = (),
 ) -> str:
     """The text of summary.md.
 
@@ -260,6 +294,7 @@ def summary_markdown(
         missing: ids of the runs not finished (or stale).
         encoding_rows: rows of encoding.csv (for the "learned vs used" tables).
         primary: the primary comparisons' section (``primary.primary_section``), shown first.
+        layer_rows: rows of encoding_layers.csv (for the "change by depth" tables).
 
     Returns:
         Markdown text.
@@ -307,7 +342,11 @@ def summary_markdown(
         "Learned vs used: beside each mode's reliance, its encoding: how well a linear read-out "
         "recovers it from the frozen embedding on the decorrelated training distribution "
         "(every alignment 0), normalised to [0, 1] (0: chance, 1: perfect). High encoding with "
-        "low reliance: learned but not used. results.csv holds, for every OOD test set, the "
+        "low reliance: learned but not used. Where the runs measured the untrained reference "
+        "(the same architecture re-initialised), the table shows instead the change from "
+        "initialisation (trained − untrained encoding) and the runs' verdicts (enhanced, "
+        "suppressed, unchanged: docs/sensitivity.md), and a table by depth says at which layer "
+        "each loss's change first appears. results.csv holds, for every OOD test set, the "
         "accuracy of the original head and of a head refitted on a small sample of that set "
         "(`recoverability_*`).",
         "",
@@ -327,6 +366,10 @@ def summary_markdown(
         if learned:
             lines += ["", "### Learned vs used", ""]
             lines += learned
+        by_depth = change_by_depth_table(study, layer_rows, entry.id)
+        if by_depth:
+            lines += ["", "### Change from initialisation by depth", ""]
+            lines += by_depth
         lines.append("")
     if not result_rows:
         lines += ["No run has finished yet.", ""]

@@ -69,3 +69,32 @@ def test_encoding_layer_rows_carry_run_loss_and_seed():
         "train_dist": "d", "seed": 1, "test_dist": "d_independent", "role": "encoding",
         "layer": "pool0", "depth": 1, "mode": "noise", "change": -0.2, "verdict": "suppressed"})]
     assert records.encoding_layer_rows({**record, "encoding": None}) == []
+
+
+def test_the_summary_says_at_which_depth_each_losses_change_appears():
+    from nodulelearn.study.summary import summary_markdown
+
+    def verdict(loss, layer, seed):  # a: noise suppressed from pool1 on (both seeds), b: never
+        if loss == "a" and layer != "pool0":
+            return "suppressed"
+        return "enhanced" if (loss, layer, seed) == ("b", "pool1", 0) else "unchanged"
+
+    layers = [
+        {"run_id": f"{loss}__d__s{seed}", "loss": loss, "train_dist": "d", "seed": seed,
+         "layer": layer, "depth": depth, "mode": "noise",
+         "change": -0.3 if verdict(loss, layer, seed) == "suppressed" else 0.01,
+         "verdict": verdict(loss, layer, seed)}
+        for loss in ("a", "b") for seed in (0, 1)
+        for depth, layer in enumerate(("pool0", "pool1", "embedding"), start=1)
+    ]  # fmt: skip
+    results = [{"run_id": f"{loss}__d__s{seed}", "loss": loss, "train_dist": "d", "seed": seed,
+                "test_dist": "d", "role": "id", "accuracy": 0.9, "sensitivity": 0.9,
+                "specificity": 0.9, "auc": 0.9, "n": 100} for loss in CHANGE for seed in (0, 1)]
+    text = summary_markdown(STUDY, results, _reliance_rows(), finished=4, missing=[],
+                            encoding_rows=_encoding_rows(), layer_rows=layers)
+    table = text.split("### Change from initialisation by depth")[1]
+    assert "| loss | mode | first changed at | pool0 | pool1 | embedding |" in table
+    row_a = next(line for line in table.splitlines() if line.startswith("| a | noise |"))
+    assert "| pool1 (suppressed) | +0.01 unchanged 2/2 | -0.30 suppressed 2/2 |" in row_a
+    row_b = next(line for line in table.splitlines() if line.startswith("| b | noise |"))
+    assert row_b.startswith("| b | noise | – |")  # one seed of two enhanced: not most runs
