@@ -15,6 +15,8 @@ SCRIPTS = sorted(os.path.basename(p) for p in glob.glob(os.path.join(REPO, "benc
 EXPECTED_KEYS = {
     "bench_data.py": {"make_dataset", "render_only", "training", "ratio_generation_to_training",
                       "machine", "smoke"},
+    "bench_executors.py": {"runs", "wall_s", "stage_s", "overhead_s", "same_records",
+                           "load_average_before", "machine", "smoke"},
     "bench_encoding.py": {"seconds", "default_over_one_thread",
                           "default_over_one_thread_busy_cores", "machine", "smoke"},
     "bench_reference.py": {"today", "reference", "layers", "extrapolated_ratio", "machine",

@@ -6,7 +6,8 @@ measured, a study's resident memory grew about 17 MB per run in one process (2-c
 2026-12-01), +0.9 GB over the 54 runs of ``paper``. A ``RunWorker`` runs each run in a spawned
 child process and starts a fresh one every ``runs_per_process`` runs, so the memory of a study is
 bounded by what ``runs_per_process`` runs hold, however many runs it has. A run that crashes its
-process (a segmentation fault) fails alone; the next run gets a fresh process.
+process (a segmentation fault) fails alone; the next run gets a fresh process. The ``local``
+executor runs one ``RunWorker`` per worker (``local_executor``).
 
 The child inherits the parent's environment (TensorFlow's log level, thread settings); its log
 records go to stderr like the parent's. On Linux the child is killed when the parent dies, so a
@@ -67,7 +68,7 @@ class RunWorker:
 
     Use as a context manager. ``run(fn, *args, **kwargs)`` returns ``fn(*args, **kwargs)``
     computed in the child: ``fn`` is a module-level function and its arguments and result must
-    pickle (the runner passes ``execute_run``, a study, a run and plain values). An exception of
+    pickle (the local executor passes ``execution.execute_task`` and a ``RunTask``). An exception of
     ``fn`` is raised again here; a child that dies without a result raises ``RunCrashedError``
     and is replaced for the next call.
     """
