@@ -111,9 +111,8 @@ class RayExecutor(Executor):
                 try:
                     yield ray.get(ready[0])
                 except ray.exceptions.RayError as err:  # its worker or node died, retries spent
-                    first = str(err).strip().splitlines()[0] if str(err).strip() else repr(err)
-                    yield TaskResult(refs[ready[0]].run.id, "failed",
-                                     f"Ray could not finish it ({type(err).__name__}: {first})")
+                    yield TaskResult(refs[ready[0]].run.id, "failed", "Ray could not finish it "
+                                     f"({type(err).__name__}: {_first_line(err)})")
         finally:
             for ref in pending:  # stopped early: the runs not started are not started
                 with contextlib.suppress(Exception):
@@ -136,9 +135,16 @@ class RayExecutor(Executor):
                                               dir="/tmp" if os.path.isdir("/tmp") else None)
             from nodulelearn.study.local_executor import available_cores
 
-            ray.init(address="local", num_cpus=available_cores(), include_dashboard=False,
-                     object_store_memory=self.object_store_mb * 2**20,
-                     _temp_dir=self._temp_dir, logging_level=logging.WARNING)  # fmt: skip
+            try:
+                ray.init(address="local", num_cpus=available_cores(), include_dashboard=False,
+                         object_store_memory=self.object_store_mb * 2**20,
+                         _temp_dir=self._temp_dir, logging_level=logging.WARNING)  # fmt: skip
+            except Exception as err:  # noqa: BLE001 - Ray's many start-up errors, in one line
+                raise StudyError(
+                    f"Could not start a private Ray cluster: {_first_line(err)}. Ray reads its "
+                    "settings when first imported: launch from a fresh process (one that has "
+                    "not used Ray yet), or join a running cluster with --ray_address."
+                ) from None
             log.info("Started a private Ray cluster on 127.0.0.1 (%s)", self._temp_dir)
         else:
             try:
@@ -146,8 +152,8 @@ class RayExecutor(Executor):
             except (ConnectionError, ValueError, RuntimeError) as err:
                 raise StudyError(
                     f"Cannot join the Ray cluster at --ray_address={self.address}: "
-                    f"{str(err).strip().splitlines()[0] if str(err).strip() else err!r}. Start "
-                    "it first (ray start --head), or use --ray_address=local."
+                    f"{_first_line(err)}. Start it first (ray start --head), or use "
+                    "--ray_address=local."
                 ) from None
         self._connected = True
         return ray
@@ -168,6 +174,11 @@ class RayExecutor(Executor):
                 else:
                     os.environ[key] = value
             self._saved_env = None
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else repr(err)
 
 
 def _sees(path: str, token: str) -> tuple[str, bool]:
