@@ -195,8 +195,9 @@ def encoding_layers_figure(rows: list[dict], title: str | None = None):
             ax.errorbar(x, v, yerr=err, marker="o", capsize=2, lw=1.2, label=mode)
         else:
             ax.plot(x, v, marker="o", lw=1.2, label=mode)
-    if change:
+    if change:  # a change lies in [-1, 1]; interval ends beyond it are cut at the frame
         ax.axhline(0, color="black", lw=0.8)
+        ax.set_ylim(-1.05, 1.05)
     ax.set_xticks(range(1, len(layers) + 1), layers, rotation=20, fontsize=8)
     ax.set_xlabel("layer (depth)")
     ax.set_ylabel("change from initialisation (trained - untrained)" if change
