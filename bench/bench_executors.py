@@ -5,7 +5,9 @@ For each executor, a fresh output folder and the same study (ce and supcon x one
 distribution x seeds; ce alone with ``--smoke``, 32-pixel images, one epoch, deterministic): the launch's wall time, the
 sum of its runs' stage times (training, sensitivity, encoding, as each worker measured them), and
 the overhead, wall time - stage time / workers (process starts, TensorFlow imports, a Ray
-cluster's start). ``same_records`` says whether every executor gave the records of the first.
+cluster's start). ``same_records`` says whether every executor gave the records of the first
+(``largest_relative_difference``: how far each is from it; TensorFlow's sums depend on its
+thread count, so runs with other threads per run differ in float32 rounding).
 The machine's load average is reported before and after: on a shared machine, wall times are
 only comparable within one report.
 
@@ -80,6 +82,17 @@ def _without_times(value):
     return [_without_times(v) for v in value] if isinstance(value, list) else value
 
 
+def _largest_difference(a, b) -> float:
+    """The largest relative difference between two records' numbers (inf: not the same shape)."""
+    if isinstance(a, dict) and isinstance(b, dict) and a.keys() == b.keys():
+        return max((_largest_difference(a[k], b[k]) for k in a), default=0.0)
+    if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
+        return max((_largest_difference(x, y) for x, y in zip(a, b, strict=True)), default=0.0)
+    if isinstance(a, float) and isinstance(b, float):
+        return abs(a - b) / max(abs(a), abs(b), 1e-12)
+    return 0.0 if a == b else float("inf")
+
+
 def _records(out: Path) -> dict:
     found = {}
     for path in sorted(out.glob("runs/*/record.json")):
@@ -106,7 +119,7 @@ def main() -> None:
     (base / "study.toml").write_text(STUDY.format(seeds=list(range(args.seeds)), supcon=supcon))
     study = validate_study(load_study(str(base / "study.toml")))
     load_before = os.getloadavg()
-    wall, stage, overhead, reference, same = {}, {}, {}, None, True
+    wall, stage, overhead, difference, reference = {}, {}, {}, {}, None
     for spec in args.executors.split(","):
         name, options, workers = _executor(spec)
         out = base / spec.replace(":", "-")
@@ -122,10 +135,11 @@ def main() -> None:
         for record in results.values():  # where the study's files lie differs per launch
             record.pop("fingerprint", None)
         reference = reference or results
-        same = same and results == reference
+        difference[spec] = _largest_difference(results, reference)
     print(json.dumps({
         "runs": len(reference), "wall_s": wall, "stage_s": stage, "overhead_s": overhead,
-        "same_records": same, "load_average_before": load_before,
+        "same_records": all(d == 0.0 for d in difference.values()),
+        "largest_relative_difference": difference, "load_average_before": load_before,
         "load_average_after": os.getloadavg(),
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
         "date": datetime.date.today().isoformat(), "smoke": args.smoke,
