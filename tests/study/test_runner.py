@@ -190,3 +190,36 @@ def test_a_failing_run_does_not_stop_the_others(study, tmp_path, fake_stages, ca
     assert aggregate_study(study, out).missing == ["supcon__tiny__s0"]
     retried = _run(study, out, fake_stages())  # relaunching retries it
     assert [o.run_id for o in retried if o.status == "ran"] == ["supcon__tiny__s0"]
+
+
+def test_an_executor_gets_only_the_unfinished_runs_and_its_results_are_the_outcomes(
+        study, tmp_path, fake_stages):  # fmt: skip
+    from nodulelearn.study.execution import TaskResult, execute_task
+    from nodulelearn.study.executors import Executor
+
+    class Recording(Executor):
+        name = "recording"
+
+        def __init__(self):
+            self.handed, self.closed = [], False
+
+        def map(self, tasks):
+            self.handed += [t.run.id for t in tasks]
+            for task in reversed(tasks):  # out of order, as engines finish them
+                yield (execute_task(task) if task.run.id != "supcon__tiny__s1"
+                       else TaskResult(task.run.id, "failed", "the engine lost it"))
+
+        def close(self):
+            self.closed = True
+
+    out = tmp_path / "out"
+    _run(study, out, fake_stages(), shard=(0, 2))  # finishes ce__tiny__s0 and supcon__tiny__s0
+    executor = Recording()
+    outcomes = _run(study, out, fake_stages(), executor=executor)
+    assert executor.handed == ["ce__tiny__s1", "supcon__tiny__s1"] and executor.closed
+    assert [(o.run_id, o.status) for o in outcomes] == [
+        ("ce__tiny__s0", "skipped"), ("ce__tiny__s1", "ran"), ("supcon__tiny__s0", "skipped"),
+        ("supcon__tiny__s1", "failed"),
+    ]  # fmt: skip
+    assert outcomes[3].error == "the engine lost it"
+    assert aggregate_study(study, out).missing == ["supcon__tiny__s1"]
