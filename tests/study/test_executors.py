@@ -67,3 +67,21 @@ def test_two_workers_equal_one_a_killed_worker_fails_only_its_run_and_a_relaunch
     assert [o.status for o in again] == ["skipped", "ran", "skipped", "skipped"]
     assert len(engine_stages.starts(out)["ce__tiny__s1"]) == 2
     assert engine_stages.records_without_times(out) == reference
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["--executor=ray", "--workers=2"],
+     "--workers only applies to --executor=local (got --executor=ray)."),
+    (["--slurm_mem=4G"], "--slurm_mem only applies to --executor=slurm (got --executor=local)."),
+    (["--executor=dask"], "flag --executor=dask: value should be one of <local|ray|slurm>"),
+])  # fmt: skip
+def test_bin_executor_flags_of_another_executor_are_one_line(args, expected):
+    import subprocess
+    import sys
+
+    script = str(HERE.parents[1] / "bin" / "run_study")
+    done = subprocess.run([sys.executable, script, *args], capture_output=True, text=True,
+                          timeout=300)  # fmt: skip
+    assert done.returncode != 0
+    assert expected in done.stderr
+    assert "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1
