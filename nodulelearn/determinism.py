@@ -8,6 +8,10 @@ a forgotten call fails loudly instead of giving a silently different result.
 
 from __future__ import annotations
 
+#: The seeds NumPy and ``keras.utils.set_random_seed`` accept: 0 <= seed < 2**32. Here, below
+#: the data and training floors, so that both check a seed against the same bound.
+SEED_RANGE = (0, 2**32 - 1)
+
 _state: dict[str, object] = {"seed": None, "deterministic": False}
 
 

@@ -12,6 +12,12 @@ from nodulelearn.study import StudyError, load_study, validate_study
     ({"n": True}, TypeError, r"`n`\. Expected an integer\. Received: n=True"),
     ({"batch_size": 0}, ValueError, r"`batch_size`\. Expected an integer >= 1\. Received"),
     ({"start": -1}, ValueError, r"`start`\. Expected an integer >= 0\. Received"),
+    # The seed range of a run (resolve_config's words): a dataset's seed is a run's seed.
+    ({"seed": -1}, ValueError, r"`seed`\. Expected an integer in \[0, 4294967295\]\. Received"),
+    ({"seed": 2**40}, ValueError, r"`seed`\. Expected an integer in \[0, 4294967295\]"),
+    ({"seed": 2**64}, ValueError, r"`seed`\. Expected an integer in \[0, 4294967295\]"),
+    ({"spec": 5}, TypeError, r"`spec`\. Expected a preset name, a path to a \.toml file or a "
+                             r"DistributionSpec\. Received: spec=5 \(int\)"),
 ])
 def test_make_dataset_checks_its_arguments_before_tensorflow_traces(kwargs, error, message):
     from nodulelearn import make_dataset
@@ -20,6 +26,20 @@ def test_make_dataset_checks_its_arguments_before_tensorflow_traces(kwargs, erro
     with pytest.raises(error, match=message) as raised:
         make_dataset(**arguments)
     assert "tensorflow" not in raised.traceback[-1].path.parts  # raised by make_dataset itself
+
+
+@pytest.mark.parametrize("seed", [-1, 2**32])
+def test_make_dataset_and_resolve_config_refuse_the_same_seeds(seed):
+    from nodulelearn import make_dataset
+    from nodulelearn.training import TrainConfig, resolve_config
+
+    with pytest.raises(ValueError) as run_error:
+        resolve_config(TrainConfig(loss="ce", train_dist="clinical", smoke=True, seed=seed))
+    with pytest.raises(ValueError) as data_error:
+        make_dataset("clinical", 4, seed, 2)
+    bound = "Expected an integer in [0, 4294967295]"
+    assert bound in str(run_error.value) and bound in str(data_error.value)
+    make_dataset("clinical", 4, 2**32 - 1, 2)  # the largest seed a run takes is a dataset's too
 
 
 STUDY = """

@@ -16,6 +16,7 @@ from nodulelearn.datasets.modes import MODE_NAMES
 from nodulelearn.datasets.render import render
 from nodulelearn.datasets.sampling import sample_factors_tf
 from nodulelearn.datasets.spec import DistributionSpec, load_spec
+from nodulelearn.determinism import SEED_RANGE
 
 
 def make_dataset(
@@ -50,17 +51,26 @@ def make_dataset(
         images float32 in [0, 1], labels int32 ``[B]``.
 
     Raises:
-        TypeError: ``n``, ``seed``, ``batch_size`` or ``start`` is not an integer (``"32"``,
-            ``1.5`` and ``True`` are not).
-        ValueError: ``n`` or ``start`` below 0, ``batch_size`` below 1.
+        TypeError: ``spec`` is not a preset name, path or ``DistributionSpec``; ``n``, ``seed``,
+            ``batch_size`` or ``start`` is not an integer (``"32"``, ``1.5`` and ``True`` are not).
+        ValueError: ``n`` or ``start`` below 0, ``batch_size`` below 1, ``seed`` outside
+            ``nodulelearn.determinism.SEED_RANGE`` (the range a run's seed has).
     """
     # Checked before the spec and the graph: a wrong type fails here, not inside tf.data's tracing.
-    for arg, value, minimum in (("n", n, 0), ("seed", seed, None), ("batch_size", batch_size, 1),
-                                ("start", start, 0)):
+    if not isinstance(spec, (DistributionSpec, str, os.PathLike)):
+        raise TypeError("Invalid value for argument `spec`. Expected a preset name, a path to a "
+                        ".toml file or a DistributionSpec. Received: "
+                        f"spec={spec!r} ({type(spec).__name__})")
+    for arg, value, minimum in (("n", n, 0), ("seed", seed, SEED_RANGE[0]),
+                                ("batch_size", batch_size, 1), ("start", start, 0)):
         if isinstance(value, bool) or not isinstance(value, numbers.Integral):
             raise TypeError(f"Invalid value for argument `{arg}`. Expected an integer. Received: "
                             f"{arg}={value!r} ({type(value).__name__})")
-        if minimum is not None and value < minimum:
+        if arg == "seed" and not SEED_RANGE[0] <= value <= SEED_RANGE[1]:
+            # The bound training and studies use: a seed make_dataset takes, a run takes too.
+            raise ValueError(f"Invalid value for argument `seed`. Expected an integer in "
+                             f"[{SEED_RANGE[0]}, {SEED_RANGE[1]}]. Received: seed={value!r}")
+        if value < minimum:
             raise ValueError(f"Invalid value for argument `{arg}`. Expected an integer >= "
                              f"{minimum}. Received: {arg}={value!r}")
     n, seed, batch_size, start = int(n), int(seed), int(batch_size), int(start)

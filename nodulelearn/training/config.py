@@ -14,6 +14,7 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
+from nodulelearn.determinism import SEED_RANGE
 from nodulelearn.params import parse_params
 
 __all__ = ["DEFAULT_AUGMENT", "SEED_RANGE", "SMOKE_DEFAULTS", "STRATEGIES", "TrainConfig",
@@ -100,8 +101,6 @@ def _positive_int(name: str, value: Any) -> None:
            f"Invalid value for `{name}`. Expected a positive integer. Received: {name}={value!r}")
 
 
-#: The seeds NumPy and ``keras.utils.set_random_seed`` accept: 0 <= seed < 2**32.
-SEED_RANGE = (0, 2**32 - 1)
 
 _COUNT_FIELDS = ("n_train", "n_val", "n_test", "epochs", "probe_epochs", "batch_size")
 _NAME_FIELDS = ("loss", "train_dist", "model", "strategy")
