@@ -182,17 +182,24 @@ def with_seeds(study, count: int):
     the finished runs of the old seeds stay finished and only the new seeds' runs are to run.
 
     Raises:
-        ValueError: ``count`` is not an integer, or is smaller than the seeds the study has
-            (finished seeds are never dropped).
+        ValueError: ``count`` is not an integer, is smaller than the seeds the study has
+            (finished seeds are never dropped), or is more than the valid seeds
+            ``0..validate.max_seed()`` (checked before any list is built: a huge count would
+            otherwise hang).
     """
-    if isinstance(count, bool) or not isinstance(count, int) or count < len(study.seeds):
+    from nodulelearn.study.validate import max_seed
+
+    largest = max_seed()
+    if (isinstance(count, bool) or not isinstance(count, int) or count < len(study.seeds)
+            or count > largest + 1):
         raise ValueError(
             f"Invalid value for `seeds`. Expected an integer >= {len(study.seeds)} (the study's "
-            f"seeds {list(study.seeds)} are kept). Received: seeds={count!r}"
+            f"seeds {list(study.seeds)} are kept) and <= {largest + 1} (seeds run from 0 to "
+            f"{largest}). Received: seeds={count!r}"
         )
-    seeds, candidate = list(study.seeds), 0
+    seeds, taken, candidate = list(study.seeds), set(study.seeds), 0
     while len(seeds) < count:
-        if candidate not in seeds:
+        if candidate not in taken:
             seeds.append(candidate)
         candidate += 1
     extended = dataclasses.replace(study, seeds=tuple(seeds))

@@ -136,6 +136,10 @@ def test_plan_of_a_study_without_comparisons_or_finished_seeds_is_one_line(
     (["--plan_seeds", "--seeds=5", "--out={out}"], "--plan_seeds does not go with --seeds"),
     (["--plan_seeds", "--out={out}/nowhere"], "holds no study.json"),
     (["--seeds=2", "--out={out}"], r"Expected an integer >= 4 .*Received: seeds=2"),
+    # Refused before the list of seeds is built (it used to hang building 10^11 seeds).
+    (["--seeds=100000000000", "--out={out}", "--dry_run"],
+     r"Expected an integer >= 4 .* and <= \d+ \(seeds run from 0 to \d+\)\. "
+     r"Received: seeds=100000000000"),
 ])  # fmt: skip
 def test_bad_plan_and_seeds_flags_are_one_line(finished, args, expected):
     _, out = finished
