@@ -255,11 +255,17 @@ def load_run(run_dir: str | os.PathLike, *, unsafe_deserialization: bool = False
 
     Raises:
         ModelLoadError: the directory or its ``model.keras`` is missing (the message lists what
-            the directory holds and its status), a JSON file is damaged, or loading fails.
+            the directory holds and its status), ``run_dir`` is a file, a JSON file is damaged,
+            or loading fails.
     """
     from nodulelearn.model_io import ModelLoadError, load_keras_model, read_json
 
     run_dir = os.fspath(run_dir)
+    if os.path.isfile(run_dir):
+        raise ModelLoadError(
+            f"{run_dir!r} is a file, not a run directory: pass the folder bin/train wrote. A "
+            "model file goes to --model (library: keras.saving.load_model or "
+            "nodulelearn.sensitivity.load_keras_model).")
     if not os.path.isdir(run_dir):
         raise ModelLoadError(f"Run directory not found: {run_dir!r}.")
     status = "new"

@@ -51,6 +51,15 @@ def test_an_unfinished_run_names_its_status_and_contents(tmp_path):
         run_dir.load_run(tmp_path / "absent")
 
 
+def test_a_file_passed_as_run_directory_says_it_is_a_file(tmp_path):
+    model_file = tmp_path / run_dir.MODEL
+    model_file.write_text("a model file, not a folder")
+    with pytest.raises(ModelLoadError, match=r"model.keras' is a file, not a run directory.*"
+                                             r"--model.*keras.saving.load_model") as raised:
+        run_dir.load_run(model_file)
+    assert "not found" not in str(raised.value)
+
+
 def test_history_is_written_as_csv_with_the_union_of_the_columns(tmp_path):
     run = run_dir.RunDirectory(tmp_path)
     run.write_history([{"phase": "pretrain", "epoch": 1, "loss": 4.5},
