@@ -51,6 +51,12 @@ def _import_loss_module(study: StudySpec) -> None:
     module = study.budget.get("loss_module")
     if module is None:
         return
+    if isinstance(module, str) and module and not all(
+            part.isidentifier() for part in module.split(".")):  # e.g. a relative '..x'
+        raise StudyError(
+            f"Study {study.source!r}: [budget] loss_module must be an absolute importable module "
+            f"name such as 'my_losses' or 'my_project.my_losses'. Received: {module!r}"
+        )
     try:
         losses.import_loss_module(module)
     except Exception as err:  # ImportError, or whatever the user's module raised on import

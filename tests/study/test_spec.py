@@ -77,3 +77,17 @@ def test_bad_files(tmp_path):
     broken.write_text("[losses.ce\n")
     with pytest.raises(StudyError, match="not valid TOML"):
         load_study(str(broken))
+
+
+@pytest.mark.parametrize("module", ["..x", ".x", "a..b", "my-losses", "x."])
+def test_a_malformed_loss_module_says_an_absolute_module_name_is_expected(module):
+    from nodulelearn.study import validate_study
+
+    study = study_from_dict({"losses": {"ce": {}}, "train": {"clinical": {}},
+                             "budget": {"loss_module": module}})  # fmt: skip
+    with pytest.raises(StudyError) as info:
+        validate_study(study)
+    message = str(info.value)
+    assert "an absolute importable module name such as 'my_losses'" in message
+    assert f"Received: {module!r}" in message and "package" not in message
+    assert "\n" not in message
