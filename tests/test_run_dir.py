@@ -122,3 +122,17 @@ def test_a_config_that_is_not_an_object_is_refused_when_a_run_is_claimed(tmp_pat
     (tmp_path / run_dir.CONFIG).write_text("[]")
     with pytest.raises(run_dir.RunDirectoryError, match=r"config.json is damaged.*--overwrite"):
         run_dir.RunDirectory(tmp_path).prepare({"loss": "ce"})
+
+
+def test_probing_a_run_without_config_json_says_the_file_is_missing(tmp_path):
+    from nodulelearn.sensitivity.probe import probe_run
+
+    _classifier().save(tmp_path / run_dir.MODEL)
+    (tmp_path / run_dir.STATUS).write_text(json.dumps({"state": "complete"}))
+    out = tmp_path / "probe"
+    with pytest.raises(ModelLoadError, match=r"has no config.json \(deleted or never written\)"):
+        probe_run(tmp_path, str(out), n=4, repeats=1, seed=0)
+    (tmp_path / run_dir.CONFIG).write_text("{}")  # present, but without test_dists
+    with pytest.raises(ModelLoadError, match=r"has no test_dists in its config.json"):
+        probe_run(tmp_path, str(out), n=4, repeats=1, seed=0)
+    assert not out.exists()

@@ -351,8 +351,12 @@ def probe_run(
     run = load_run(run_dir, unsafe_deserialization=unsafe_deserialization)
     dists = list(dists or run.test_dists)
     if not dists:
+        config_path = os.path.join(os.fspath(run_dir), run_layout.CONFIG)
+        # A deleted config.json reads as an empty one: name the missing file, not a missing key.
+        where = (f"has no test_dists in its {run_layout.CONFIG}" if os.path.isfile(config_path)
+                 else f"has no {run_layout.CONFIG} (deleted or never written), so no test_dists")
         raise ModelLoadError(
-            f"No test distribution: the run {run_dir!r} has no test_dists in its config.json. "
+            f"No test distribution: the run {os.fspath(run_dir)!r} {where}. "
             "Pass --dist=<preset|path.toml> (library: dists=[...])."
         )
     if recover_dists is None:
