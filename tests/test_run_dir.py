@@ -136,3 +136,15 @@ def test_probing_a_run_without_config_json_says_the_file_is_missing(tmp_path):
     with pytest.raises(ModelLoadError, match=r"has no test_dists in its config.json"):
         probe_run(tmp_path, str(out), n=4, repeats=1, seed=0)
     assert not out.exists()
+
+
+def test_the_reliability_docs_name_the_errors_the_run_folder_checks_raise():
+    """A caller catching what docs/reliability.md names must catch what load_run raises."""
+    from pathlib import Path
+
+    docs = (Path(__file__).parents[1] / "docs" / "reliability.md").read_text()
+    row = next(line for line in docs.splitlines() if line.startswith("| Run folder: `status.json`"))
+    assert issubclass(ModelLoadError, ValueError) and issubclass(run_dir.RunDirectoryError,
+                                                                 RuntimeError)
+    assert "from `load_run` and `probe --run_dir` a `ModelLoadError` (a `ValueError`" in row
+    assert "from training (`RunDirectory`) a `RunDirectoryError` (a `RuntimeError`)" in row
