@@ -67,6 +67,7 @@ class LocalExecutor(Executor):
         self.remote = runs_per_process is not None
         self._threads: list[threading.Thread] = []
         self._stop = threading.Event()
+        self._taking = threading.Lock()  # taking a task and stopping exclude each other
 
     def map(self, tasks: Sequence[RunTask]) -> Iterator[TaskResult]:
         if not self.remote:
@@ -89,23 +90,35 @@ class LocalExecutor(Executor):
             thread.start()
         try:
             for _ in tasks:
-                yield done.get()
+                result = done.get()
+                yield result
+                if result.disk_error is not None:  # the workers stopped: no more results come
+                    return
         finally:
-            self._stop.set()  # a full disk or ^C: no new runs are started
+            self._stop.set()  # ^C, or the consumer stopped early: no new runs are started
 
     def _serve(self, todo: queue.Queue, done: queue.Queue) -> None:
         with RunWorker(self.runs_per_process) as worker:
-            while not self._stop.is_set():
+            while True:
+                with self._taking:
+                    if self._stop.is_set():
+                        return
+                    try:
+                        task = todo.get_nowait()
+                    except queue.Empty:
+                        return
                 try:
-                    task = todo.get_nowait()
-                except queue.Empty:
-                    return
-                try:
-                    done.put(worker.run(execute_task, task))
+                    result = worker.run(execute_task, task)
                 except RunCrashedError as err:
-                    done.put(TaskResult(task.run.id, "failed", str(err)))
+                    result = TaskResult(task.run.id, "failed", str(err))
                 except Exception as err:  # noqa: BLE001 - e.g. a task that does not pickle
-                    done.put(TaskResult(task.run.id, "failed", repr(err)))
+                    result = TaskResult(task.run.id, "failed", repr(err))
+                if result.disk_error is not None:
+                    # Every later run would fill the disk again: stop here, not only once the
+                    # consumer has seen this result (by then each worker had taken another run).
+                    with self._taking:
+                        self._stop.set()
+                done.put(result)
 
     def close(self) -> None:
         self._stop.set()

@@ -2,6 +2,7 @@
 pickle (tests/study/engine_stages.py); test_executor_ray.py and test_executor_slurm.py run the
 same study on real engines."""
 
+import errno
 import os
 from pathlib import Path
 
@@ -85,3 +86,21 @@ def test_bin_executor_flags_of_another_executor_are_one_line(args, expected):
     assert done.returncode != 0
     assert expected in done.stderr
     assert "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_full_disk_starts_no_run_after_it(study, tmp_path, engine_stages, workers):
+    """The first run's disk is full (its metrics.json is /dev/full): no run starts after its
+    result, not even the one each worker used to take before the study saw it."""
+    out = tmp_path / "out"
+    full = out / "runs" / "ce__tiny__s0" / "train"
+    full.mkdir(parents=True)
+    (full / "metrics.json").symlink_to("/dev/full")
+    with pytest.raises(OSError) as raised:
+        run_study(study, out, executor_options={"workers": workers, "cores": 2},
+                  **engine_stages.EngineStages().fns())  # fmt: skip
+    assert raised.value.errno == errno.ENOSPC
+    started = engine_stages.starts(out)
+    # With two workers the second run may already be running beside the first: it finishes.
+    in_flight = {"ce__tiny__s0", "ce__tiny__s1"} if workers == 2 else {"ce__tiny__s0"}
+    assert "ce__tiny__s0" in started and set(started) <= in_flight, sorted(started)
