@@ -11,6 +11,7 @@ a filesystem every node sees: checked on every node before the first run.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import dataclasses
 import logging
@@ -100,19 +101,28 @@ class RayExecutor(Executor):
         check_shared_folder(ray, tasks[0].out_dir)
         remote = ray.remote(num_cpus=self.cpus_per_run, max_retries=self.max_retries,
                             max_calls=self.runs_per_process)(execute_retried_task)  # fmt: skip
-        refs = {
-            remote.remote(dataclasses.replace(t, threads=t.threads or self.cpus_per_run)): t
-            for t in tasks
-        }  # fmt: skip
-        pending = list(refs)
+        todo, refs, pending = collections.deque(tasks), {}, []
         try:
-            while pending:
+            while todo or pending:
+                # Only as many tasks as the cluster can run now: Ray starts a queued task as soon
+                # as a CPU frees, before this loop sees the result (a full disk) that stops the
+                # study. Counted each time, so that a cluster that grows is used.
+                slots = max(1, int(ray.cluster_resources().get("CPU", 0) // self.cpus_per_run))
+                while todo and len(pending) < slots:
+                    task = todo.popleft()
+                    ref = remote.remote(dataclasses.replace(
+                        task, threads=task.threads or self.cpus_per_run))
+                    refs[ref] = task
+                    pending.append(ref)
                 ready, pending = ray.wait(pending, num_returns=1)
                 try:
-                    yield ray.get(ready[0])
+                    result = ray.get(ready[0])
                 except ray.exceptions.RayError as err:  # its worker or node died, retries spent
-                    yield TaskResult(refs[ready[0]].run.id, "failed", "Ray could not finish it "
-                                     f"({type(err).__name__}: {_first_line(err)})")
+                    result = TaskResult(refs[ready[0]].run.id, "failed", "Ray could not finish "
+                                        f"it ({type(err).__name__}: {_first_line(err)})")
+                yield result
+                if result.disk_error is not None:  # every later run would fail the same way
+                    return
         finally:
             for ref in pending:  # stopped early: the runs not started are not started
                 with contextlib.suppress(Exception):

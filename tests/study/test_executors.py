@@ -104,3 +104,62 @@ def test_a_full_disk_starts_no_run_after_it(study, tmp_path, engine_stages, work
     # With two workers the second run may already be running beside the first: it finishes.
     in_flight = {"ce__tiny__s0", "ce__tiny__s1"} if workers == 2 else {"ce__tiny__s0"}
     assert "ce__tiny__s0" in started and set(started) <= in_flight, sorted(started)
+
+
+class _FakeRay:
+    """Just what ``RayExecutor.map`` calls, on a cluster of ``cpus`` CPUs; a submitted task's
+    result is computed when it is waited for, and the first submitted run's disk is full."""
+
+    class exceptions:  # noqa: N801 - mirrors ray.exceptions
+        RayError = RuntimeError
+
+    def __init__(self, cpus):
+        self.cpus, self.submitted, self.results = cpus, [], {}
+
+    def cluster_resources(self):
+        return {"CPU": float(self.cpus)}
+
+    def remote(self, **options):
+        fake = self
+
+        class Remote:
+            @staticmethod
+            def remote(task):
+                from nodulelearn.study.execution import TaskResult
+
+                full = None if fake.submitted else (errno.ENOSPC, "No space left on device", None)
+                fake.submitted.append(task.run.id)
+                ref = len(fake.submitted)
+                fake.results[ref] = TaskResult(task.run.id, "failed" if full else "ran",
+                                               disk_error=full)  # fmt: skip
+                return ref
+
+        return lambda fn: Remote
+
+    def wait(self, pending, num_returns):
+        return pending[:1], pending[1:]
+
+    def get(self, ref):
+        return self.results[ref]
+
+    def cancel(self, ref):
+        pass
+
+
+@pytest.mark.parametrize("cpus", [1, 2])
+def test_ray_after_a_full_disk_starts_no_more_runs(study, tmp_path, monkeypatch, cpus):
+    """Ray starts every queued task as soon as a CPU frees: the executor queues no more tasks
+    than the cluster runs at once, so none is started after a full-disk result."""
+    from nodulelearn.study import ray_executor
+    from nodulelearn.study.execution import RunTask
+    from nodulelearn.study.plan import plan_runs
+
+    fake = _FakeRay(cpus)
+    monkeypatch.setattr(ray_executor.RayExecutor, "_connect", lambda self: fake)
+    monkeypatch.setattr(ray_executor, "check_shared_folder", lambda ray, out: None)
+    tasks = [RunTask(study, run, str(tmp_path)) for run in plan_runs(study)]
+    assert len(tasks) == 4
+    with pytest.raises(OSError) as raised:
+        run_study(study, tmp_path, executor=ray_executor.RayExecutor())
+    assert raised.value.errno == errno.ENOSPC
+    assert fake.submitted == [t.run.id for t in tasks][:cpus]  # the first, and any beside it
