@@ -72,7 +72,8 @@ def wilson_interval(successes: int, n: int, level: float = LEVEL) -> tuple[float
     p = successes / n
     centre = (p + z * z / (2 * n)) / (1 + z * z / n)
     half = z / (1 + z * z / n) * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
-    return float(max(0.0, centre - half)), float(min(1.0, centre + half))
+    # The interval holds p exactly; rounding put 10/10's upper end at 0.9999999999999999.
+    return float(max(0.0, min(p, centre - half))), float(min(1.0, max(p, centre + half)))
 
 
 def _midranks(x: np.ndarray) -> np.ndarray:
