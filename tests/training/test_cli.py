@@ -48,8 +48,21 @@ def test_bin_evaluate_reproduces_metrics_json(supcon_run, tmp_path):
                    "--n=64", "--seed=0", "--batch_size=32", f"--out={tmp_path / 'm.json'}"])
     assert result.returncode == 0, result.stderr[-3000:]
     assert "clinical" in result.stdout
-    assert (json.loads((tmp_path / "m.json").read_text())
-            == json.loads((out / "metrics.json").read_text()))
+    evaluated = json.loads((tmp_path / "m.json").read_text())
+    trained = json.loads((out / "metrics.json").read_text())
+    assert set(evaluated) == set(trained) == {"clinical"}
+    intervals = {f"{metric}_ci_{end}" for metric in ("accuracy", "sensitivity", "specificity",
+                                                     "auc") for end in ("low", "high")}
+    for dist, metrics in trained.items():
+        row = evaluated[dist]
+        assert metrics and {key: row.get(key) for key in metrics} == metrics  # every one, equal
+        # What evaluate adds and training does not record: the intervals and the adapter.
+        assert set(row) - set(metrics) == intervals | {"adapter"}
+        assert row["adapter"] == {"input_intensity": "unit", "outputs": "probability",
+                                  "channels": 1, "model_input_shape": [32, 32, 1]}
+        for metric in ("accuracy", "sensitivity", "specificity", "auc"):
+            low, high = row[f"{metric}_ci_low"], row[f"{metric}_ci_high"]
+            assert 0 <= low <= row[metric] <= high <= 1, (metric, low, row[metric], high)
 
 
 def test_exported_models_load_without_nodulelearn(supcon_run):
@@ -152,3 +165,14 @@ def test_multi_worker_run_on_two_local_workers(tmp_path):
     mtime = (out / "model.keras").stat().st_mtime_ns
     _run_two_workers(out)
     assert (out / "model.keras").stat().st_mtime_ns == mtime
+
+
+@pytest.mark.parametrize("dists", [",", "clinical,,margin_size"])
+def test_an_empty_name_in_evaluate_dists_is_its_own_one_line_error(tmp_path, dists):
+    result = _run(["bin/evaluate", f"--model={tmp_path / 'm.keras'}", f"--dists={dists}"])
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert lines[-1] == ("evaluate: error: --dists has an empty name: expected comma-separated "
+                         "preset names or TOML paths (e.g. --dists=clinical,margin_size_reversed)."
+                         f" Received: --dists={dists!r}."), result.stderr[-2000:]
+    assert "Known presets" not in result.stderr and "Traceback" not in result.stderr
