@@ -2,10 +2,13 @@
 
 The study (2 losses x 1 distribution x 1 seed, 32-pixel images, one epoch) runs once per module;
 the tests then check its outputs, relaunch it through bin/run_study, and rerun it in two shards.
+Its runs run in this process (``runs_per_process=None``): no worker processes to start, which
+under pytest-xdist would compete for the cores (launches in workers: test_executors.py).
 """
 
 import csv
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -22,6 +25,7 @@ from nodulelearn.study import (
     validate_study,
 )
 from nodulelearn.study.aggregate import OUTPUTS
+from nodulelearn.study.encoding_stage import REFERENCE_DIR
 
 ROOT = Path(__file__).resolve().parents[2]
 BUDGET = "smoke = true\ndeterministic = true\nbatch_size = 32\nn_test = 64\n"
@@ -34,7 +38,7 @@ def finished(tmp_path_factory, tiny_study_files):
     path = tiny_study_files(base / "spec", seeds=(0,), budget=BUDGET)
     study = validate_study(load_study(str(path)))
     out = base / "out"
-    outcomes = run_study(study, out)
+    outcomes = run_study(study, out, runs_per_process=None)
     assert [o.status for o in outcomes] == ["ran", "ran"]
     return study, path, out, aggregate_study(study, out)
 
@@ -100,8 +104,10 @@ def test_relaunch_does_no_work(finished):
 def test_two_shards_merge_to_the_unsharded_study(finished, tmp_path):
     study, _, out, _ = finished
     parts = tmp_path / "parts"
-    first = run_study(study, parts, shard=(0, 2))
-    second = run_study(study, parts, shard=(1, 2))
+    # The untrained reference (a cache shared by a study's runs) is not what sharding changes.
+    shutil.copytree(out / REFERENCE_DIR, parts / REFERENCE_DIR)
+    first = run_study(study, parts, shard=(0, 2), runs_per_process=None)
+    second = run_study(study, parts, shard=(1, 2), runs_per_process=None)
     assert len(first) == len(second) == 1 and first[0].run_id != second[0].run_id
     merged = aggregate_study(study, parts)
     assert not merged.missing
