@@ -61,10 +61,11 @@ def main():
     parser.add_argument("--study_runs", default="3,6,18")
     parser.add_argument("--no_layers", action="store_true")
     parser.add_argument("--smoke", action="store_true",
-                        help="32 pixels, 120 samples, 2 runs, 2 inits (tests)")
+                        help="32 pixels, 32 samples (a smoke study's), 2 runs, 2 inits "
+                             "(the fewest: the interval needs two): for tests")
     args = parser.parse_args()
     if args.smoke:
-        args.runs, args.inits, args.image_size, args.n = 2, 2, 32, 120
+        args.runs, args.inits, args.image_size, args.n = 2, 2, 32, 32
 
     from nodulelearn.datasets import spec_at_image_size
     from nodulelearn.models.encoders import compact_cnn
