@@ -29,9 +29,10 @@ def _busy(stop):
         np.linalg.svd(np.random.default_rng(0).normal(size=(300, 300)))
 
 
-def _decode(embeddings, factors, modes, *, default_threads: bool):
+def _decode(embeddings, factors, modes, *, default_threads: bool, bootstrap: int):
     if not default_threads:
-        return encoding.decodability(embeddings, factors, seed=0, modes=modes, bootstrap=20)
+        return encoding.decodability(embeddings, factors, seed=0, modes=modes,
+                                     bootstrap=bootstrap)
     import threadpoolctl
 
     class _Unlimited:  # the library's own thread count instead of one
@@ -45,12 +46,13 @@ def _decode(embeddings, factors, modes, *, default_threads: bool):
             return False
 
     with mock.patch.object(threadpoolctl, "threadpool_limits", _Unlimited):
-        return encoding.decodability(embeddings, factors, seed=0, modes=modes, bootstrap=20)
+        return encoding.decodability(embeddings, factors, seed=0, modes=modes,
+                                     bootstrap=bootstrap)
 
 
-def _time(embeddings, factors, modes, default_threads):
+def _time(embeddings, factors, modes, default_threads, bootstrap):
     start = time.perf_counter()
-    _decode(embeddings, factors, modes, default_threads=default_threads)
+    _decode(embeddings, factors, modes, default_threads=default_threads, bootstrap=bootstrap)
     return time.perf_counter() - start
 
 
@@ -59,25 +61,26 @@ def main():
     parser.add_argument("--n", type=int, default=2048)
     parser.add_argument("--dist", default="margin_noise_decorrelated")
     parser.add_argument("--smoke", action="store_true",
-                        help="256 samples and two modes (tests)")
+                        help="128 samples, one mode, 10 bootstrap resamples (tests)")
     args = parser.parse_args()
-    n = 256 if args.smoke else args.n
-    modes = ("size", "margin") if args.smoke else None  # None: every mode
+    n = 128 if args.smoke else args.n
+    modes = ("size",) if args.smoke else None  # None: every mode
+    bootstrap = 10 if args.smoke else 20  # 10: the fewest decodability accepts
     factors = sample_factors(load_spec(args.dist), n, seed=0)
     base = np.concatenate([np.asarray(factors.values[m], np.float64).reshape(n, -1)
                            for m in MODE_NAMES], axis=1)
     rng = np.random.default_rng(0)
     embeddings = base @ rng.normal(size=(base.shape[1], 128)) + rng.normal(size=(n, 128))
-    _time(embeddings, factors, modes, False)  # imports and first fits
-    seconds = {"one_thread": _time(embeddings, factors, modes, False),
-               "default_threads": _time(embeddings, factors, modes, True)}
+    _time(embeddings, factors, modes, False, bootstrap)  # imports and first fits
+    seconds = {"one_thread": _time(embeddings, factors, modes, False, bootstrap),
+               "default_threads": _time(embeddings, factors, modes, True, bootstrap)}
     stop = multiprocessing.Event()
     busy = [multiprocessing.Process(target=_busy, args=(stop,)) for _ in range(os.cpu_count() or 1)]
     for p in busy:
         p.start()
     try:
-        seconds["one_thread_busy_cores"] = _time(embeddings, factors, modes, False)
-        seconds["default_threads_busy_cores"] = _time(embeddings, factors, modes, True)
+        seconds["one_thread_busy_cores"] = _time(embeddings, factors, modes, False, bootstrap)
+        seconds["default_threads_busy_cores"] = _time(embeddings, factors, modes, True, bootstrap)
     finally:
         stop.set()
         for p in busy:
