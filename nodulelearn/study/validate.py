@@ -8,14 +8,16 @@ from __future__ import annotations
 
 import dataclasses
 
+from nodulelearn.determinism import SEED_RANGE
 from nodulelearn.study.availability import check_availability_study
 from nodulelearn.study.names import safe_path_component
 from nodulelearn.study.primary import check_comparisons
 from nodulelearn.study.spec import RUN_FIELDS, StudyError, StudySpec, TrainEntry
 from nodulelearn.study.sweep import check_sweeps, point_entries, without_sweeps
 
-#: Seeds are below 2^32: NumPy's legacy seeding and scikit-learn's ``random_state`` take no more.
-SEED_LIMIT = 2**32
+#: Every stage's seed stays within ``determinism.SEED_RANGE`` (below 2^32: NumPy's legacy seeding
+#: and scikit-learn's ``random_state`` take no more).
+SEED_LIMIT = SEED_RANGE[1] + 1
 
 
 def largest_seed_offset() -> int:
