@@ -1,10 +1,17 @@
 """The ``slurm`` executor: a study's unfinished runs as one Slurm job array, through submitit.
 
 One array per launch, one element per run (``--slurm_array_parallelism`` at once), each with
-``cpus_per_task`` CPUs (TensorFlow's intra-op threads follow). A run timed out or preempted is
-requeued by submitit (its stages resume from disk); the launch waits for the array, watching
-``squeue`` (no accounting database needed), or with ``detach`` returns once it is submitted
-(``--aggregate_only`` merges later). Job scripts and logs: ``<out>/.slurm/<job id>/``.
+``cpus_per_task`` CPUs (TensorFlow's intra-op threads follow). The launch waits for the array,
+watching ``squeue`` (no accounting database needed), or with ``detach`` returns once it is
+submitted (``--aggregate_only`` merges later). Job scripts and logs: ``<out>/.slurm/<job id>/``.
+
+Requeue. Slurm warns an element ``SIGUSR2`` 90 s before its time limit (and clusters that warn
+before a preemption, the same way): submitit then requeues it (``SlurmRun.checkpoint``), at most
+``max_requeues`` times for a time limit. A preemption in Slurm's ``REQUEUE`` mode, a node failure
+or ``scontrol requeue`` requeue it from Slurm's side. Either way the element is pending again (Slurm
+holds a requeued job about 2 minutes), the launch logs it and keeps waiting, and the run starts
+again like a relaunch of an interrupted run: it takes its lock, finds no ``record.json`` (written
+last), and resumes its stages from their files. It is recorded once.
 """
 
 from __future__ import annotations
@@ -19,15 +26,25 @@ from pathlib import Path
 from nodulelearn.study.execution import RunTask, TaskResult, execute_retried_task
 from nodulelearn.study.executors import Executor, register
 from nodulelearn.study.spec import StudyError
+from nodulelearn.study.worker import logging_settings, set_up_logging
 
 log = logging.getLogger(__name__)
 
 
+@dataclasses.dataclass(frozen=True)
 class SlurmRun:
-    """What each array element calls; submitit requeues it (``checkpoint``) on a timeout or a
-    preemption, and the run resumes from its files."""
+    """What each array element calls: the run, in a process that logs like the launch
+    (``worker.logging_settings()``' answer: TensorFlow's log lines stay out of the job's logs).
+
+    On Slurm's ``SIGUSR2`` (its time limit or a preemption is near) submitit calls ``checkpoint``
+    and requeues what it returns: the same run, which resumes from its stages' files (they are
+    its checkpoint: nothing more to save)."""
+
+    log_level: int = logging.INFO
+    quiet: bool = True
 
     def __call__(self, task: RunTask) -> TaskResult:
+        set_up_logging(self.log_level, self.quiet)
         return execute_retried_task(task)
 
     def checkpoint(self, task: RunTask):
@@ -46,16 +63,23 @@ def _import_submitit():
     return submitit
 
 
-def queued_jobs(array_id: str) -> set[str] | None:
-    """The elements of job array ``array_id`` still pending or running (None: squeue failed)."""
+#: squeue's compact states of an element that has started (running, ending, suspended) ...
+_STARTED = {"R", "CG", "S", "ST", "SO"}
+#: ... and of one waiting to start (pending, requeued, held after a requeue).
+_WAITING = {"PD", "RQ", "RH", "RF", "RS", "SE", "CF"}
+
+
+def queued_jobs(array_id: str) -> dict[str, str] | None:
+    """Element -> compact state (``PD``, ``R``, ...) of the elements of job array ``array_id``
+    still in the queue (None: squeue failed)."""
     try:
-        found = subprocess.run(["squeue", "-h", "-r", "-o", "%i", "-j", array_id],
+        found = subprocess.run(["squeue", "-h", "-r", "-o", "%i %t", "-j", array_id],
                                capture_output=True, text=True, timeout=60)  # fmt: skip
     except (OSError, subprocess.TimeoutExpired):
         return None
     if found.returncode != 0:  # a finished array is "Invalid job id" once slurmctld forgets it
-        return set() if "Invalid job id" in found.stderr else None
-    return {line.strip() for line in found.stdout.splitlines() if line.strip()}
+        return {} if "Invalid job id" in found.stderr else None
+    return dict((line.split() + [""])[:2] for line in found.stdout.splitlines() if line.strip())
 
 
 @register("slurm")
@@ -70,7 +94,8 @@ class SlurmExecutor(Executor):
         array_parallelism: elements running at once.
         setup: shell lines run before each run (``module load ...``, ``source venv/bin/activate``).
         detach: return once the array is submitted.
-        max_requeues: how often a run is requeued after a timeout or preemption.
+        max_requeues: how often a run is requeued after reaching its time limit (then it fails);
+            requeues for a preemption are not counted.
         poll_s: seconds between two looks at the queue.
     """
 
@@ -105,7 +130,7 @@ class SlurmExecutor(Executor):
         executor.update_parameters(**params)
         tasks = [dataclasses.replace(t, threads=t.threads or self.cpus_per_task) for t in tasks]
         try:
-            jobs = executor.map_array(SlurmRun(), tasks)
+            jobs = executor.map_array(SlurmRun(*logging_settings()), tasks)
         except (OSError, subprocess.CalledProcessError, submitit.core.utils.FailedJobError) as err:
             raise StudyError(f"sbatch refused the study's job array: {_first_line(err)}") from None
         array_id = jobs[0].job_id.split("_")[0]
@@ -119,12 +144,16 @@ class SlurmExecutor(Executor):
 
     def _wait(self, array_id, pending) -> Iterator[TaskResult]:
         absent: dict[str, int] = {}
+        started: set[str] = set()  # elements last seen started
         try:
             while pending:
                 queued = queued_jobs(array_id)
                 for job, task in list(pending.items()):
                     if not job.paths.result_pickle.exists():
-                        if queued is None or job.job_id in queued:
+                        if queued is None:
+                            continue
+                        if job.job_id in queued:
+                            _note_requeue(job.job_id, queued[job.job_id], task, started)
                             continue
                         # Left the queue without a result: look once more (a shared filesystem
                         # may show the result file late), then report it failed.
@@ -138,6 +167,17 @@ class SlurmExecutor(Executor):
         finally:
             for job in pending:  # stopped early (a full disk, ^C): the rest is cancelled
                 job.cancel(check=False)
+
+
+def _note_requeue(job_id: str, state: str, task: RunTask, started: set[str]) -> None:
+    """Logs an element seen started before and waiting now: Slurm or submitit requeued it."""
+    if state in _STARTED:
+        started.add(job_id)
+    elif state in _WAITING and job_id in started:
+        started.discard(job_id)
+        log.warning("Run %s (Slurm job %s) was requeued (time limit, preemption, node failure or "
+                    "scontrol requeue): it resumes from its files when Slurm starts it again",
+                    task.run.id, job_id)  # fmt: skip
 
 
 def _job_result(job, task: RunTask) -> TaskResult:

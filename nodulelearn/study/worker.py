@@ -50,9 +50,16 @@ def _die_with_parent() -> None:
         ctypes.CDLL(None).prctl(pr_set_pdeathsig, signal.SIGKILL)
 
 
-def _start_child(log_level: int, quiet: bool) -> None:
-    """The child's set-up: dies with its parent, logs like it, TensorFlow as quiet as in it."""
-    _die_with_parent()
+def logging_settings() -> tuple[int, bool]:
+    """What a study's worker processes copy from this (launching) process: its root log level,
+    and whether TensorFlow's logs are off (``TF_CPP_MIN_LOG_LEVEL=3``, as
+    ``cli_env.quiet_tensorflow`` sets it for a command line)."""
+    return logging.getLogger().level, os.environ.get("TF_CPP_MIN_LOG_LEVEL") == "3"
+
+
+def set_up_logging(log_level: int, quiet: bool) -> None:
+    """A worker process logs like the launch (``logging_settings()``' answer): TensorFlow as
+    quiet (call it before TensorFlow is imported), absl's handler, the same level. Idempotent."""
     if quiet:
         from nodulelearn.cli_env import quiet_tensorflow
 
@@ -61,6 +68,12 @@ def _start_child(log_level: int, quiet: bool) -> None:
 
     use_absl_logging()  # absl's handler, without its "Logging before flag parsing" warning
     logging.getLogger().setLevel(log_level)
+
+
+def _start_child(log_level: int, quiet: bool) -> None:
+    """The child's set-up: dies with its parent, logs like it, TensorFlow as quiet as in it."""
+    _die_with_parent()
+    set_up_logging(log_level, quiet)
 
 
 class RunWorker:
@@ -91,10 +104,9 @@ class RunWorker:
     def run(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
         if self._pool is None or self._left == 0:
             self.close()
-            quiet = os.environ.get("TF_CPP_MIN_LOG_LEVEL") == "3"
             self._pool = concurrent.futures.ProcessPoolExecutor(
                 max_workers=1, mp_context=multiprocessing.get_context("spawn"),
-                initializer=_start_child, initargs=(logging.getLogger().level, quiet),
+                initializer=_start_child, initargs=logging_settings(),
             )  # fmt: skip
             self._left = self._runs_per_process
         self._left -= 1
