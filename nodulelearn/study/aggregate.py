@@ -18,7 +18,7 @@ from typing import Any
 from nodulelearn import html_report
 from nodulelearn.atomic_files import remove_temporaries, write_csv_atomic, write_text_atomic
 from nodulelearn.locks import hold_lock
-from nodulelearn.study import availability, records, sweep_outputs
+from nodulelearn.study import availability, initial_advantage, records, sweep_outputs
 from nodulelearn.study.availability import (
     availability_notes_markdown,
     write_availability_outputs,
@@ -40,7 +40,8 @@ OUTPUTS = (
     "heatmap.png", "ood.png", "report.html",
 )  # fmt: skip
 #: Every file aggregation may write into ``<out>``; the only ones it reads back (report.html).
-ALL_OUTPUTS = OUTPUTS + sweep_outputs.OUTPUTS + availability.OUTPUTS
+ALL_OUTPUTS = (OUTPUTS + sweep_outputs.OUTPUTS + availability.OUTPUTS
+               + initial_advantage.OUTPUTS)
 AGGREGATE_LOCK = "aggregate"  # <out>/.locks/aggregate/: one aggregation of a folder at a time
 
 
@@ -123,7 +124,8 @@ def collect(study: StudySpec, out_dir: str | Path) -> Aggregate:
 
 def aggregate_study(study: StudySpec, out_dir: str | Path) -> Aggregate:
     """Writes results.csv, sensitivity.csv, encoding.csv, summary.md, heatmap.png, ood.png (and a
-    sweep's or availability study's own outputs), then report.html embedding them.
+    sweep's or availability study's own outputs, and initial_advantage.csv where the study trains
+    on redundant pairs), then report.html embedding them.
 
     Args:
         study: the validated study.
@@ -202,6 +204,8 @@ def _aggregate(study: StudySpec, out_dir: Path) -> Aggregate:
         layer_rows=layer_rows,
     )
     agg.summary += sweep_summary_markdown(study, agg.records)
+    advantage_rows = initial_advantage.initial_advantage_rows(study, agg.records, out_dir)
+    agg.summary += initial_advantage.initial_advantage_markdown(study, advantage_rows)
     agg.summary += availability_notes_markdown(study)
     written.append(write_text_atomic(out_dir / "summary.md", agg.summary))
     for figure in (
@@ -214,6 +218,7 @@ def _aggregate(study: StudySpec, out_dir: Path) -> Aggregate:
             written.append(figure)
     written += write_sweep_outputs(study, agg.records, out_dir)
     written += write_availability_outputs(study, agg.records, out_dir)
+    written += initial_advantage.write_initial_advantage(advantage_rows, out_dir)
     states = [(run_id, "finished") for run_id in (r["run_id"] for r in agg.records)]
     states += [(run_id, "not finished") for run_id in agg.missing]
     try:  # last: it embeds everything above, and only that
