@@ -322,7 +322,7 @@ def initial_advantage_markdown(study: StudySpec, rows: Sequence[Mapping[str, Any
     lines = ["\n## What predicts the mode used: the initial decodability advantage\n",
              "`baseline_advantage` = untrained encoding of mode a − of mode b (mean over the "
              "re-initialisations, decorrelated training distribution); reliance share of a = "
-             "reliance_a / (reliance_a + reliance_b) on the ID test set "
+             "`reliance_a / (reliance_a + reliance_b)` on the ID test set "
              "(initial_advantage.csv; docs/sensitivity.md).\n"]
     swept = [r for r in rows if r["point"]]
     for base in dict.fromkeys(r["train_base"] for r in swept):
