@@ -5,8 +5,10 @@ temporary directory, a small object store, token authentication with a fresh tok
 dashboard) and stops it at the end; ``"auto"`` or ``"HOST:PORT"`` joins a running cluster (Ray on
 Slurm, KubeRay, ``ray start``). Each run is one task with ``cpus_per_run`` CPUs (TensorFlow's
 intra-op threads follow), retried when its worker or node dies; a worker process is replaced
-every ``runs_per_process`` tasks (``max_calls``: memory stays flat). The study folder must be on
-a filesystem every node sees: checked on every node before the first run.
+every ``runs_per_process`` tasks (``max_calls``: memory stays flat). A worker logs like the
+launch (``worker.set_up_logging``): TensorFlow's C++ and Python log lines stay out of the launch's
+output (Ray forwards every worker's output to it) unless ``--verbosity`` asks for them. The study
+folder must be on a filesystem every node sees: checked on every node before the first run.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from pathlib import Path
 from nodulelearn.study.execution import RunTask, TaskResult, execute_retried_task
 from nodulelearn.study.executors import Executor, register
 from nodulelearn.study.spec import StudyError
-from nodulelearn.study.worker import RUNS_PER_PROCESS
+from nodulelearn.study.worker import RUNS_PER_PROCESS, logging_settings, set_up_logging
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +49,17 @@ def _private_token() -> str:
     if not _TOKEN:
         _TOKEN.append(secrets.token_hex(32))
     return _TOKEN[0]
+
+
+def worker_task(log_level: int, quiet: bool):
+    """The Ray task's function: runs a ``RunTask`` in a worker that logs like the launch
+    (``worker.logging_settings()``' answer), set up before its first run imports TensorFlow."""
+
+    def execute_run(task: RunTask) -> TaskResult:
+        set_up_logging(log_level, quiet)
+        return execute_retried_task(task)
+
+    return execute_run
 
 
 def _import_ray():
@@ -100,7 +113,8 @@ class RayExecutor(Executor):
         ray = self._connect()
         check_shared_folder(ray, tasks[0].out_dir)
         remote = ray.remote(num_cpus=self.cpus_per_run, max_retries=self.max_retries,
-                            max_calls=self.runs_per_process)(execute_retried_task)  # fmt: skip
+                            max_calls=self.runs_per_process)(
+                                worker_task(*logging_settings()))  # fmt: skip
         todo, refs, pending = collections.deque(tasks), {}, []
         try:
             while todo or pending:

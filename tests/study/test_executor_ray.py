@@ -7,6 +7,7 @@ deterministic study (stand-in stages, tests/study/engine_stages.py).
 
 import importlib.util
 import os
+import re
 import shutil
 import signal
 import socket
@@ -33,6 +34,16 @@ HERE = Path(__file__).resolve().parent
 RAY_START = [sys.executable, "-c", "import ray._private.services as s; "
              "s.resolve_ip_for_localhost = lambda host: host; "
              "from ray.scripts.scripts import main; main()"]  # fmt: skip
+
+#: TensorFlow's C++ log lines (``I0000 00:00:1796517539.486062   23209 port.cc:153] oneDNN ...``,
+#: which TF_CPP_MIN_LOG_LEVEL=3 does not hide) and the banner announcing them.
+TF_CHATTER = re.compile(r"[IWEF]\d{4} \d\d:\d\d:\d\d\.\d+\s+\d+ \S+\.cc:\d+\]"
+                        r"|before absl::InitializeLog\(\) is called")  # fmt: skip
+
+
+def _workers_chatter(output: str) -> list[str]:
+    """The lines of TensorFlow's logs that Ray forwarded from a worker (``(fn pid=N) ...``)."""
+    return [line for line in output.splitlines() if " pid=" in line and TF_CHATTER.search(line)]
 
 
 def _children(pid):
@@ -139,7 +150,7 @@ def study(tmp_path, tiny_study_files):
     return load_study(str(tiny_study_files(tmp_path / "spec")))  # 2 losses x 2 seeds
 
 
-def test_a_dead_node_s_run_is_retried_and_recorded_once(ray_cluster, study, tmp_path):
+def test_a_dead_node_s_run_is_retried_and_recorded_once(ray_cluster, study, tmp_path, capfd):
     import engine_stages
 
     run_study(study, tmp_path / "reference", **engine_stages.EngineStages().fns())
@@ -168,6 +179,9 @@ def test_a_dead_node_s_run_is_retried_and_recorded_once(ray_cluster, study, tmp_
         time.sleep(0.1)
     thread.join(timeout=240)
     assert not thread.is_alive(), "the launch did not end"
+    # TF_CPP_MIN_LOG_LEVEL=2 here (tests/conftest.py), as with --verbosity: TensorFlow's logs are
+    # kept, and Ray forwards the workers' ones to the launch (the next test quiets them).
+    assert _workers_chatter("".join(capfd.readouterr()))
     assert "error" not in launched, launched.get("error")
     assert killed is not None, "no run was scheduled on the second node"
     assert [o.status for o in launched["outcomes"]] == ["ran"] * 4
@@ -181,14 +195,23 @@ def test_a_dead_node_s_run_is_retried_and_recorded_once(ray_cluster, study, tmp_
         engine_stages.records_without_times(out))  # each run once
 
 
-def test_a_private_cluster_runs_the_study_and_leaves_nothing(ray_env, tmp_path, tiny_study_files):
+def test_a_private_cluster_runs_the_study_and_leaves_nothing(ray_env, tmp_path, tiny_study_files,
+                                                             monkeypatch, capfd):  # fmt: skip
     import engine_stages
 
     study = load_study(str(tiny_study_files(tmp_path / "spec", seeds=(0,))))
     run_study(study, tmp_path / "reference", **engine_stages.EngineStages().fns())
     before = set(Path("/tmp").glob("nodulelearn-ray-*"))
+    # As a command line without --verbosity leaves it (cli_env.quiet_tensorflow): TensorFlow's
+    # logs off, in the launch and in its workers.
+    monkeypatch.setenv("TF_CPP_MIN_LOG_LEVEL", "3")
+    capfd.readouterr()
     outcomes = run_study(study, tmp_path / "out", executor="ray",
                          **engine_stages.EngineStages().fns())  # fmt: skip
+    output = "".join(capfd.readouterr())
+    # The stand-ins import TensorFlow in the workers; Ray forwards their output to the launch
+    # (the test above sees it there from a launch that keeps TensorFlow's logs on).
+    assert not _workers_chatter(output), output[-3000:]
     assert [o.status for o in outcomes] == ["ran", "ran"]
     assert engine_stages.records_without_times(tmp_path / "out") == (
         engine_stages.records_without_times(tmp_path / "reference"))
