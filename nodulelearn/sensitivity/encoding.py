@@ -8,13 +8,14 @@ distribution itself a mode "decodes" through whatever it is correlated with: on
 a correlated preset, margin reads well above chance from an embedding that holds only size and
 noise (``tests/sensitivity/test_oracles.py`` plants one and checks it).
 
-The read-out is scikit-learn's, cross-validated twice:
+The read-out (``readout``) is cross-validated twice:
 - outer: ``folds``-fold (stratified for categorical modes); every sample is predicted once, by
   a model fitted without it, and the score is computed over these out-of-fold predictions;
 - inner: the regularisation strength is chosen by cross-validation inside each fitting fold
-  (``LogisticRegressionCV`` for categories, with balanced class weights and balanced accuracy
-  as the selection score, like the reported score; ``RidgeCV`` for numbers), features
-  standardised on the fitting fold.
+  (scikit-learn's ``LogisticRegressionCV`` for categories, with balanced class weights and
+  balanced accuracy as the selection score, like the reported score; ``RidgeCV``'s leave-one-out
+  for numbers, every numeric mode from one decomposition per fold), features standardised on
+  the fitting fold.
 
 Scores: balanced accuracy for categorical modes, R^2 for numeric ones (sizes, counts). The
 ``normalized`` score is comparable across modes, in [0, 1]: (balanced accuracy - chance) /
@@ -29,26 +30,23 @@ least ``MIN_SAMPLES`` (1000): 2,560 for the default 128-wide embedding.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import threading
 import time
-import warnings
 
 import numpy as np
 
 from nodulelearn.datasets import MODE_NAMES, decorrelated, get_mode, load_spec, sample_factors
 from nodulelearn.sensitivity.intervals import LEVEL, interval
+from nodulelearn.sensitivity.readout import logistic_out_of_fold, ridge_out_of_fold
 
 logger = logging.getLogger(__name__)
 
 SAMPLES_PER_DIMENSION = 20
 MIN_SAMPLES = 1000
 FOLDS = 5
-INNER_FOLDS = 3
 BOOTSTRAP = 1000
-# Inverse L2 strengths (logistic) and L2 strengths (ridge), on standardised features.
-LOGISTIC_CS = tuple(float(c) for c in np.logspace(-4, 2, 7))
-RIDGE_ALPHAS = tuple(float(a) for a in np.logspace(-3, 5, 17))
-LOGISTIC_TOL = 1e-3  # 3x faster than scikit-learn's 1e-4 on trained embeddings, same read-out
 # Seed offset of the encoding sample: never the noise seeds of the training or test images.
 ENCODING_SEED_OFFSET = 7_000_003
 
@@ -72,6 +70,35 @@ def encoding_distribution(spec):
 
 def _bootstrap_indices(n: int, draws: int, seed: int) -> np.ndarray:
     return np.random.default_rng([seed, 0xE4C0]).integers(0, n, size=(draws, n))
+
+
+def _draw_counts(n: int, draws: int, seed: int) -> np.ndarray:
+    """How often each sample is drawn in each bootstrap resample (``_bootstrap_indices``):
+    ``[draws, n]``, as floats so that every per-draw sum is one product (exact for counts)."""
+    rows = _bootstrap_indices(n, draws, seed)
+    flat = (rows + n * np.arange(draws)[:, None]).ravel()
+    return np.bincount(flat, minlength=draws * n).reshape(draws, n).astype(np.float64)
+
+
+def _drawn_balanced_accuracy(y, predicted, classes, counts):
+    """Accuracy and ``balanced_accuracy`` of each bootstrap draw (``counts``: ``_draw_counts``),
+    from per-draw counts of each class' members and hits: the same integers, so the same
+    numbers, as gathering every resample."""
+    per = counts @ np.eye(2 * classes.size)[2 * y + (predicted == y)]  # [draws, 2 x classes]
+    count, hits = per[:, 0::2] + per[:, 1::2], per[:, 1::2]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        recalls = np.where(count > 0, hits / np.maximum(count, 1), np.nan)
+    return hits.sum(axis=1) / y.size, np.nanmean(recalls.T, axis=0)
+
+
+def _drawn_r_squared(y, predicted, counts):
+    """``r_squared`` of each bootstrap draw from per-draw weighted sums (equal to gathering
+    every resample up to rounding)."""
+    centred = y - y.mean()  # fewer digits lost in sum(y^2) - sum(y)^2 / n
+    sums = counts @ np.stack([centred, centred**2, (y - predicted) ** 2], axis=1)
+    total = sums[:, 1] - sums[:, 0] ** 2 / y.size
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(total > 0, 1.0 - sums[:, 2] / np.where(total > 0, total, 1.0), np.nan)
 
 
 def balanced_accuracy(y: np.ndarray, predicted: np.ndarray, classes: np.ndarray) -> np.ndarray:
@@ -101,40 +128,9 @@ def _floor(values):
     return np.maximum(values, 0.0)
 
 
-def _out_of_fold(x, y, categorical: bool, folds: int, seed: int):
-    """Out-of-fold predictions and the regularisation chosen in each fold."""
-    from sklearn.linear_model import LogisticRegressionCV, RidgeCV
-    from sklearn.model_selection import KFold, StratifiedKFold
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
-    if categorical:
-        splitter = StratifiedKFold(folds, shuffle=True, random_state=seed)
-        predicted = np.empty_like(y)
-    else:
-        splitter = KFold(folds, shuffle=True, random_state=seed)
-        predicted = np.empty(y.shape, np.float64)
-    chosen = []
-    for fit, held_out in splitter.split(x, y):
-        if categorical:
-            inner = min(INNER_FOLDS, int(np.bincount(y[fit]).min(initial=INNER_FOLDS)))
-            head = LogisticRegressionCV(
-                Cs=list(LOGISTIC_CS), cv=max(inner, 2), max_iter=1000, tol=LOGISTIC_TOL,
-                class_weight="balanced", scoring="balanced_accuracy")
-        else:
-            head = RidgeCV(alphas=list(RIDGE_ALPHAS))
-        model = make_pipeline(StandardScaler(), head)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # non-converged weak fits: the CV still ranks them
-            model.fit(x[fit], y[fit])
-        predicted[held_out] = model.predict(x[held_out])
-        chosen.append(float(np.ravel(head.C_)[0]) if categorical else float(head.alpha_))
-    return predicted, chosen
-
-
-def _mode_record(mode, x, y, *, folds, bootstrap, seed) -> dict:
+def _record(mode, y) -> dict:
     info = get_mode(mode)
-    record = {
+    return {
         "mode": mode,
         "kind": info.kind,
         "varies": bool(y.size > 1 and np.any(y != y[0])),
@@ -155,27 +151,28 @@ def _mode_record(mode, x, y, *, folds, bootstrap, seed) -> dict:
         "n_test": int(y.size),
         "folds": None,
     }
-    if not record["varies"]:
-        return record
-    if info.is_categorical:
+
+
+def _target(mode, y, folds: int):
+    """``(y, k_folds)`` as the read-out takes them (classes as ``0..K-1`` for a categorical mode;
+    fewer folds where a class has fewer samples), ``k_folds`` < 2 where it cannot be scored."""
+    if get_mode(mode).is_categorical:
         y = np.rint(y).astype(int)
         _, y = np.unique(y, return_inverse=True)  # classes present, as 0..K-1
-        k_folds = min(folds, int(np.bincount(y).min()))
-    else:
-        y = y.astype(np.float64)
-        k_folds = min(folds, y.size)
-    if k_folds < 2:
-        logger.warning("encoding of %s: a class has fewer than 2 samples; not scored", mode)
-        return record
-    predicted, chosen = _out_of_fold(x, y, info.is_categorical, k_folds, seed)
-    rows = _bootstrap_indices(y.size, bootstrap, seed)
-    if info.is_categorical:
+        return y, min(folds, int(np.bincount(y).min()))
+    return y.astype(np.float64), min(folds, y.size)
+
+
+def _score(record, y, predicted, chosen, k_folds: int, counts: np.ndarray) -> dict:
+    """Fills ``record``'s scores and bootstrap intervals (``counts``: ``_draw_counts``) from
+    out-of-fold ``predicted``."""
+    categorical = record["metric"] == "accuracy"
+    if categorical:
         classes = np.unique(y)
         chance = 1.0 / classes.size
         accuracy = float(np.mean(predicted == y))
         balanced = float(balanced_accuracy(y, predicted, classes))
-        draws_accuracy = np.mean(predicted[rows] == y[rows], axis=-1)
-        draws_balanced = balanced_accuracy(y[rows], predicted[rows], classes)
+        draws_accuracy, draws_balanced = _drawn_balanced_accuracy(y, predicted, classes, counts)
         record.update(
             score=accuracy,
             chance=float(np.bincount(y).max() / y.size),  # majority class: accuracy's chance
@@ -188,17 +185,47 @@ def _mode_record(mode, x, y, *, folds, bootstrap, seed) -> dict:
     else:
         score = float(r_squared(y, predicted))
         record.update(score=score, chance=0.0, normalized=float(_floor(score)))
-        draws_score = r_squared(y[rows], predicted[rows])
+        draws_score = _drawn_r_squared(y, predicted, counts)
         draws_normalized = _floor(draws_score)
     record["score_ci_low"], record["score_ci_high"] = interval(draws_score, LEVEL)
     record["normalized_ci_low"], record["normalized_ci_high"] = interval(draws_normalized, LEVEL)
     # The bootstrap standard error: the test-sample part of the change interval (untrained.py).
     record["normalized_se"] = float(np.nanstd(draws_normalized, ddof=1))
     record["regularization"] = float(np.median(chosen))
-    record["regularization_name"] = "C (inverse L2)" if info.is_categorical else "alpha (L2)"
+    record["regularization_name"] = "C (inverse L2)" if categorical else "alpha (L2)"
     record["n_fit"] = int(y.size - y.size // k_folds)
     record["folds"] = int(k_folds)
     return record
+
+
+def _records(x, values: dict, *, folds, bootstrap, seed) -> list[dict]:
+    """One record per mode of ``values`` (mode -> its values); the numeric modes share one ridge
+    read-out per fold (their folds do not depend on the mode), each categorical mode gets its
+    own (stratified folds)."""
+    records, targets, numeric = [], {}, []
+    for mode, y in values.items():
+        records.append(_record(mode, y))
+        if not records[-1]["varies"]:
+            continue
+        targets[mode] = _target(mode, y, folds)
+        if targets[mode][1] < 2:
+            logger.warning("encoding of %s: a class has fewer than 2 samples; not scored", mode)
+            del targets[mode]
+        elif not get_mode(mode).is_categorical:
+            numeric.append(mode)
+    fits = {}
+    if numeric:
+        predicted, chosen = ridge_out_of_fold(
+            x, np.stack([targets[m][0] for m in numeric], axis=1), targets[numeric[0]][1], seed)
+        fits = {m: (predicted[:, i], chosen[i]) for i, m in enumerate(numeric)}
+    counts = _draw_counts(x.shape[0], bootstrap, seed) if targets else None
+    for record in records:
+        if record["mode"] not in targets:
+            continue
+        y, k_folds = targets[record["mode"]]
+        fit = fits.get(record["mode"]) or logistic_out_of_fold(x, y, k_folds, seed)
+        _score(record, y, *fit, k_folds, counts)
+    return records
 
 
 def decodability(embeddings, factors, *, seed: int, modes=None, folds: int = FOLDS,
@@ -232,18 +259,38 @@ def decodability(embeddings, factors, *, seed: int, modes=None, folds: int = FOL
     if not np.isfinite(x).all():
         raise ValueError(f"The embeddings hold {np.count_nonzero(~np.isfinite(x))} non-finite "
                          "values (NaN or inf); expected finite embeddings from the encoder.")
-    from threadpoolctl import threadpool_limits
+    values = {mode: np.asarray(factors.values[mode], dtype=np.float64)
+              for mode in (MODE_NAMES if modes is None else modes)}
+    import sklearn
 
-    records = []
-    # One BLAS thread: these fits are small, and several threads per process thrash when other
-    # processes (TensorFlow, a second shard) share the cores (bench/bench_encoding.py). Set once
-    # per call: each threadpool_limits scans the loaded libraries (14 ms, more than a ridge fit).
-    with threadpool_limits(1):
-        for mode in MODE_NAMES if modes is None else modes:
-            y = np.asarray(factors.values[mode], dtype=np.float64)
-            records.append(_mode_record(mode, x, y, folds=folds, bootstrap=bootstrap,
-                                        seed=seed))
-    return records
+    # The embeddings were checked above and the read-outs' parameters are constants: scikit-learn
+    # need not check them again in each of the read-outs' thousands of calls (10% of their time).
+    with one_blas_thread(), sklearn.config_context(assume_finite=True,
+                                                   skip_parameter_validation=True):
+        return _records(x, values, folds=folds, bootstrap=bootstrap, seed=seed)
+
+
+_BLAS = threading.local()
+
+
+@contextlib.contextmanager
+def one_blas_thread():
+    """One BLAS thread for the read-outs inside: their fits are small, and several threads per
+    process thrash when other processes (TensorFlow, a second shard) share the cores
+    (bench/bench_encoding.py). Re-entrant, so that a caller reading many embeddings sets it once:
+    each ``threadpool_limits`` scans the loaded libraries (14 ms, more than a ridge fit)."""
+    depth = getattr(_BLAS, "depth", 0)
+    _BLAS.depth = depth + 1
+    try:
+        if depth:
+            yield
+        else:
+            from threadpoolctl import threadpool_limits
+
+            with threadpool_limits(1):
+                yield
+    finally:
+        _BLAS.depth = depth
 
 
 def measure_encoding(encode, spec, *, seed: int, embedding_dim: int, n: int | None = None,

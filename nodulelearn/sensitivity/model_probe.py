@@ -36,6 +36,7 @@ from nodulelearn.sensitivity.retraining import (
 )
 from nodulelearn.sensitivity.untrained import (
     BASELINE_INITS,
+    activations,
     add_change,
     check_inits,
     recoverability_reference,
@@ -98,7 +99,9 @@ def probe_encoding(encoder, spec, out_dir: str, *, seed: int, n: int | None = No
         size = encoding_sample_size(width) if n is None else int(n)
         factors = sample_factors(spec, size, seed + ENCODING_SEED_OFFSET)
         images = sample_images(spec, factors, lambda: renderers.images(spec, factors))
-        pooled = PooledApply(pooled_model(encoder, wanted), batch_size)(images)
+        # With a reference, through the architecture's host clone (traced once per process).
+        pooled = activations(encoder, wanted, images, encoder.get_weights(), batch_size) \
+            if inits else PooledApply(pooled_model(encoder, wanted), batch_size)(images)
         result = measure_encoding(lambda f: pooled[-1], spec, seed=seed, embedding_dim=width,
                                   n=size)
         by_layer, reference = layer_encoding(

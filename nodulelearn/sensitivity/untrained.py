@@ -147,7 +147,7 @@ def encoding_reference(encoder, spec, factors, render, *, inits: int, seed: int,
     Returns:
         ``{"key", "inits", "seconds", "layers": {layer: {mode: [K normalized or None]}}}``.
     """
-    from nodulelearn.sensitivity.encoding import decodability
+    from nodulelearn.sensitivity.encoding import decodability, one_blas_thread
 
     layers = list(layers)
     key = reference_key(encoder, spec, kind="encoding", inits=inits, seed=seed, n=len(factors),
@@ -157,14 +157,18 @@ def encoding_reference(encoder, spec, factors, render, *, inits: int, seed: int,
     def compute():
         started = time.perf_counter()
         images = render()
-        host, apply = _host(encoder, layers, batch_size)
+        # One forward pass per init for every layer, then every read-out under one BLAS limit.
+        pooled = [activations(encoder, layers, images, reinitialized(encoder, k).get_weights(),
+                              batch_size)
+                  for k in range(inits)]
         scores = {layer: {} for layer in layers}
-        for k in range(inits):
-            host.set_weights(reinitialized(encoder, k).get_weights())
-            for layer, embeddings in zip(layers, apply(images), strict=True):
-                for record in decodability(embeddings, factors, seed=seed, modes=modes,
-                                           folds=folds, bootstrap=_BASELINE_BOOTSTRAP):
-                    scores[layer].setdefault(record["mode"], []).append(record["normalized"])
+        with one_blas_thread():
+            for per_layer in pooled:
+                for layer, embeddings in zip(layers, per_layer, strict=True):
+                    for record in decodability(embeddings, factors, seed=seed, modes=modes,
+                                               folds=folds, bootstrap=_BASELINE_BOOTSTRAP):
+                        scores[layer].setdefault(record["mode"], []).append(
+                            record["normalized"])
         logger.info("untrained reference (%d inits, %d layers) in %.1f s", inits, len(layers),
                     time.perf_counter() - started)
         return {"inits": inits, "layers": scores, "seconds": time.perf_counter() - started}
@@ -174,6 +178,13 @@ def encoding_reference(encoder, spec, factors, render, *, inits: int, seed: int,
 
 _HOSTS: dict[tuple, tuple] = {}
 _IMAGES: dict[str, np.ndarray] = {}
+def activations(encoder, layers, images, weights, batch_size: int = 256) -> list[np.ndarray]:
+    """The pooled activations at ``layers`` of ``encoder``'s architecture carrying ``weights``
+    (``layers.PooledApply``), computed by the architecture's host clone: its function is traced
+    once per process, not once per encoder (a study's runs share one architecture)."""
+    host, apply = _host(encoder, layers, batch_size)
+    host.set_weights(weights)
+    return apply(images)
 
 
 def sample_images(spec, factors, render):
