@@ -1,13 +1,13 @@
 """The encoding's read-outs give scikit-learn's numbers: ridge's leave-one-out choice and
-predictions (one decomposition per fold for every target), and the logistic read-out's
-balanced-accuracy scorer bit for bit."""
+predictions (one decomposition per fold for every target) to rounding, and the logistic
+read-out's balanced accuracy, coefficients, strengths and predictions bit for bit."""
 
 import warnings
 
 import numpy as np
 import pytest
 from sklearn.linear_model import LogisticRegressionCV, RidgeCV
-from sklearn.metrics import get_scorer
+from sklearn.metrics import balanced_accuracy_score
 from sklearn.model_selection import KFold, StratifiedKFold
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
@@ -16,8 +16,10 @@ from nodulelearn.sensitivity.readout import (
     INNER_FOLDS,
     LOGISTIC_CS,
     LOGISTIC_TOL,
+    MAX_ITER,
     RIDGE_ALPHAS,
-    balanced_accuracy_scorer,
+    _balanced_accuracy,
+    _logistic_cv,
     logistic_out_of_fold,
     ridge_out_of_fold,
 )
@@ -51,36 +53,45 @@ def test_ridge_matches_scikit_learn_ridgecv_per_target(n, p):
     assert len(set(a for fold in chosen for a in fold)) > 1  # the targets chose differently
 
 
-def test_balanced_accuracy_scorer_is_scikit_learns_bit_for_bit():
+def test_balanced_accuracy_is_scikit_learns_bit_for_bit():
     rng = np.random.default_rng(0)
-    x = rng.normal(size=(90, 4))
-    y = rng.integers(0, 3, 90)
-    sklearn_scorer = get_scorer("balanced_accuracy")
-    for classes in (2, 3):
-        head = LogisticRegressionCV(Cs=[1.0], cv=2).fit(x, np.minimum(y, classes - 1))
-        for seed in range(5):
-            labels = np.random.default_rng(seed).integers(0, 3, 90)  # a class never predicted,
-            labels[labels == 2] = 1 if seed % 2 else 2  # or one predicted but not present
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                expected = sklearn_scorer(head, x, labels)
-            assert balanced_accuracy_scorer(head, x, labels) == expected
+    for seed in range(6):
+        y = rng.integers(0, 3, 90)
+        predicted = np.where(rng.random(90) < 0.6, y, rng.integers(0, 3, 90))
+        if seed % 2:  # a class predicted but not present
+            y[y == 2] = 1
+        expected = balanced_accuracy_score(y, predicted) if seed % 2 == 0 else \
+            _quiet(balanced_accuracy_score, y, predicted)
+        assert _balanced_accuracy(y, predicted) == expected
+
+
+def _quiet(function, *args):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return function(*args)
 
 
 @pytest.mark.parametrize("edges", [[0.0], [-1.0, 1.0]])  # binary (one decision), three classes
-def test_logistic_read_out_is_logistic_regression_cv_with_its_own_scorer(edges):
+def test_logistic_read_out_is_logistic_regression_cv_bit_for_bit(edges):
     rng = np.random.default_rng(1)
-    x = rng.normal(size=(240, 6))
-    y = np.digitize(x[:, 0] + x[:, 1] + rng.normal(size=240), edges)
+    x = rng.normal(size=(240, 6)) * rng.uniform(0.5, 20, 6)
+    y = np.digitize(x[:, 0] / x[:, 0].std() + x[:, 1] / x[:, 1].std() + rng.normal(size=240),
+                    edges)
     predicted, chosen = logistic_out_of_fold(x, y, 4, seed=2)
     expected, expected_c = np.empty_like(y), []
     for fit, held_out in StratifiedKFold(4, shuffle=True, random_state=2).split(x, y):
-        head = LogisticRegressionCV(Cs=list(LOGISTIC_CS), cv=INNER_FOLDS, max_iter=1000,
+        head = LogisticRegressionCV(Cs=list(LOGISTIC_CS), cv=INNER_FOLDS, max_iter=MAX_ITER,
                                     tol=LOGISTIC_TOL, class_weight="balanced",
                                     scoring="balanced_accuracy")
-        model = make_pipeline(StandardScaler(), head).fit(x[fit], y[fit])
+        model = make_pipeline(StandardScaler(), head)
+        _quiet(model.fit, x[fit], y[fit])
         expected[held_out] = model.predict(x[held_out])
-        expected_c.append(float(head.C_[0]))
+        expected_c.append(float(np.ravel(head.C_)[0]))
+        # The coefficients themselves, not only the predictions, are scikit-learn's.
+        w, c = _logistic_cv(model[0].transform(x[fit]), y[fit], len(edges) + 1, INNER_FOLDS)
+        coef = w[None, :-1] if len(edges) == 1 else w[:, :-1]
+        np.testing.assert_array_equal(coef, head.coef_)
+        assert c == expected_c[-1]
     np.testing.assert_array_equal(predicted, expected)
-    assert chosen == expected_c
+    assert chosen == expected_c and len(set(chosen)) >= 1
     assert np.mean(predicted == y) > 0.6  # a real read-out, not a constant
