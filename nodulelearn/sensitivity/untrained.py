@@ -18,6 +18,7 @@ import hashlib
 import json
 import logging
 import os
+import threading
 import time
 
 import numpy as np
@@ -177,14 +178,16 @@ def encoding_reference(encoder, spec, factors, render, *, inits: int, seed: int,
 
 
 _HOSTS: dict[tuple, tuple] = {}
+_HOST_LOCK = threading.RLock()
 _IMAGES: dict[str, np.ndarray] = {}
 def activations(encoder, layers, images, weights, batch_size: int = 256) -> list[np.ndarray]:
     """The pooled activations at ``layers`` of ``encoder``'s architecture carrying ``weights``
     (``layers.PooledApply``), computed by the architecture's host clone: its function is traced
     once per process, not once per encoder (a study's runs share one architecture)."""
     host, apply = _host(encoder, layers, batch_size)
-    host.set_weights(weights)
-    return apply(images)
+    with _HOST_LOCK:  # the host is shared: its weights and its output go together
+        host.set_weights(weights)
+        return apply(images)
 
 
 def sample_images(spec, factors, render):
@@ -257,9 +260,11 @@ def recoverability_reference(encoder, spec, fit, test, render, *, inits: int, se
         labels = np.asarray(test.labels).astype(int)
         accuracies = []
         for k in range(inits):
-            host.set_weights(reinitialized(encoder, k).get_weights())
-            head = fit_linear_head(apply(fit_images)[0], fit.labels, seed=seed)
-            probs = head.predict_proba(apply(test_images)[0])[:, 1]
+            with _HOST_LOCK:
+                host.set_weights(reinitialized(encoder, k).get_weights())
+                fitted, tested = apply(fit_images)[0], apply(test_images)[0]
+            head = fit_linear_head(fitted, fit.labels, seed=seed)
+            probs = head.predict_proba(tested)[:, 1]
             accuracies.append(float(np.mean(predicted_labels(probs) == labels)))
         return {"inits": inits, "accuracies": accuracies,
                 "seconds": time.perf_counter() - started}

@@ -241,3 +241,30 @@ def test_the_reference_is_cached_in_memory_and_on_disk(pool, tmp_path, monkeypat
     other = untrained.encoding_reference(encoder, _spec("other", size=0.5), sample, render,
                                          inits=2, seed=0, layers=["embedding"], folds=5)
     assert other["key"] != first["key"] and len(calls) == 3
+
+
+def test_the_shared_host_gives_each_encoders_own_activations_and_reference(pool):
+    """The host clone (one traced function per architecture) computes what each encoder computes
+    itself, bit for bit, whichever weights it held before; the reference is each init's own
+    read-out."""
+    from nodulelearn.sensitivity.encoding import decodability
+
+    factors, images = pool
+    rows = np.arange(120)
+    sample, sample_images = factors.subset(rows), images[rows]
+    base, layers = _tiny_encoder(), ["pool0", "embedding"]
+    encoders = [untrained.reinitialized(base, k) for k in (7, 8, 7)]
+    for encoder in encoders:
+        own = PooledApply(pooled_model(encoder, layers))(sample_images)
+        shared = untrained.activations(encoder, layers, sample_images, encoder.get_weights())
+        assert all(np.array_equal(a, b) for a, b in zip(own, shared, strict=True))
+    reference = untrained.encoding_reference(base, SPEC, sample, lambda: sample_images,
+                                             inits=2, seed=3, layers=layers, folds=5)
+    for k in range(2):
+        init = untrained.reinitialized(base, k)
+        for layer, x in zip(layers, PooledApply(pooled_model(init, layers))(sample_images),
+                            strict=True):
+            records = decodability(x, sample, seed=3, bootstrap=10)
+            for record in records:
+                if record["varies"]:
+                    assert reference["layers"][layer][record["mode"]][k] == record["normalized"]
