@@ -31,7 +31,7 @@ def test_a_study_child_process_logs_without_absls_pre_flag_parsing_warning(tmp_p
 
 def test_the_readme_caption_quotes_figures_that_hold_across_seeds():
     """A newcomer's one-seed numbers differ (another seed, another CPU): the caption says by how
-    much, and the reliances it quotes are the three-seed means of `paper` in docs/results.md."""
+    much, and the reliances it quotes are the eight-seed means of `paper` in docs/results.md."""
     import re
     from pathlib import Path
 
@@ -41,7 +41,7 @@ def test_the_readme_caption_quotes_figures_that_hold_across_seeds():
     caption = " ".join(caption.split())  # the caption's line breaks fall anywhere
     assert "one seed" in caption and "up to about 0.1" in caption
     results = (root / "docs" / "results.md").read_text(encoding="utf-8")
-    paper = results.split("## `paper` (three seeds)", 1)[1].split("\n## ", 1)[0]
+    paper = results.split("## `paper` (eight seeds)", 1)[1].split("\n## ", 1)[0]
     quoted = re.findall(r"\d\.\d\d / \d\.\d\d", caption)
     assert quoted, caption
     for pair in quoted:  # "0.65 / 0.30": reliance margin / other, in a margin_noise row
