@@ -52,6 +52,17 @@ def _time_runs(encoders, spec, out, **options):
     return times
 
 
+def _embedding_only() -> dict:
+    """``probe_encoding``'s options for the encoding of the embedding alone, without the
+    reference: none for a checkout that predates them (``--old_tree``)."""
+    import inspect
+
+    from nodulelearn.sensitivity import probe_encoding
+
+    accepted = inspect.signature(probe_encoding).parameters
+    return {k: v for k, v in (("baseline_inits", 0), ("encoding_layers", ())) if k in accepted}
+
+
 def _summary(times, today):
     """Per-run seconds, total, first run, mean of the later (cached) runs and the ratio of the
     total to ``today``'s: wall-clock, and with ``cpu_`` the process' CPU time (steadier than the
@@ -112,15 +123,18 @@ def main():
     study_runs = [int(x) for x in args.study_runs.split(",")]
     old_today = _old_today(args.old_tree, args) if args.old_tree else None
 
+    import keras
+
     import nodulelearn
     from nodulelearn.datasets import spec_at_image_size
     from nodulelearn.models.encoders import compact_cnn
     from nodulelearn.sensitivity import encoding_distribution
-    from nodulelearn.sensitivity.untrained import reinitialized
 
     spec = encoding_distribution(spec_at_image_size(args.dist, args.image_size))
-    base = compact_cnn(args.image_size)
-    encoders = [reinitialized(base, 100 + i) for i in range(args.runs)]
+    encoders = []
+    for i in range(args.runs):  # seeded fresh inits: the same with --old_tree's code
+        keras.utils.set_random_seed(100 + i)
+        encoders.append(compact_cnn(args.image_size))
     result = {"dist": spec.name, "image_size": args.image_size, "runs": args.runs,
               "inits": args.inits, "n": args.n, "smoke": args.smoke,
               "code": os.path.dirname(os.path.dirname(os.path.abspath(nodulelearn.__file__))),
@@ -129,10 +143,10 @@ def main():
     variants = {} if args.today_only else \
         {"reference": ()} if args.no_layers else {"reference": (), "layers": None}
     with tempfile.TemporaryDirectory() as out:
-        _time_runs(encoders[:1], spec, os.path.join(out, "warm"), n=args.n, baseline_inits=0,
-                   encoding_layers=())  # imports and first traces, in no variant
-        today = _time_runs(encoders, spec, os.path.join(out, "today"), n=args.n,
-                           baseline_inits=0, encoding_layers=())
+        plain = _embedding_only()
+        _time_runs(encoders[:1], spec, os.path.join(out, "warm"), n=args.n,
+                   **plain)  # imports and first traces, in no variant
+        today = _time_runs(encoders, spec, os.path.join(out, "today"), n=args.n, **plain)
         result["today"] = _summary(today, today)
         for name, layers in variants.items():
             cache = os.path.join(out, f"cache_{name}")

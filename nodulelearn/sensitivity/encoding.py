@@ -11,11 +11,11 @@ noise (``tests/sensitivity/test_oracles.py`` plants one and checks it).
 The read-out (``readout``) is cross-validated twice:
 - outer: ``folds``-fold (stratified for categorical modes); every sample is predicted once, by
   a model fitted without it, and the score is computed over these out-of-fold predictions;
-- inner: the regularisation strength is chosen by cross-validation inside each fitting fold
-  (scikit-learn's ``LogisticRegressionCV`` for categories, with balanced class weights and
-  balanced accuracy as the selection score, like the reported score; ``RidgeCV``'s leave-one-out
-  for numbers, every numeric mode from one decomposition per fold), features standardised on
-  the fitting fold.
+- inner: each read-out is regularised inside each fitting fold, in closed form: shrinkage
+  linear discriminant analysis for categories (equal class priors, the covariance shrunk by
+  the Ledoit-Wolf intensity of the within-class deviations), ``RidgeCV``'s leave-one-out choice
+  of strength for numbers (every numeric mode from one decomposition per fold), features
+  standardised on the fitting fold (``readout``).
 
 Scores: balanced accuracy for categorical modes, R^2 for numeric ones (sizes, counts). The
 ``normalized`` score is comparable across modes, in [0, 1]: (balanced accuracy - chance) /
@@ -39,7 +39,13 @@ import numpy as np
 
 from nodulelearn.datasets import MODE_NAMES, decorrelated, get_mode, load_spec, sample_factors
 from nodulelearn.sensitivity.intervals import LEVEL, interval
-from nodulelearn.sensitivity.readout import logistic_out_of_fold, ridge_out_of_fold
+from nodulelearn.sensitivity.readout import (
+    ALPHA_NAME,
+    READOUT,
+    SHRINKAGE_NAME,
+    discriminant_out_of_fold,
+    ridge_out_of_fold,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -192,7 +198,7 @@ def _score(record, y, predicted, chosen, k_folds: int, counts: np.ndarray) -> di
     # The bootstrap standard error: the test-sample part of the change interval (untrained.py).
     record["normalized_se"] = float(np.nanstd(draws_normalized, ddof=1))
     record["regularization"] = float(np.median(chosen))
-    record["regularization_name"] = "C (inverse L2)" if categorical else "alpha (L2)"
+    record["regularization_name"] = SHRINKAGE_NAME if categorical else ALPHA_NAME
     record["n_fit"] = int(y.size - y.size // k_folds)
     record["folds"] = int(k_folds)
     return record
@@ -223,7 +229,7 @@ def _records(x, values: dict, *, folds, bootstrap, seed) -> list[dict]:
         if record["mode"] not in targets:
             continue
         y, k_folds = targets[record["mode"]]
-        fit = fits.get(record["mode"]) or logistic_out_of_fold(x, y, k_folds, seed)
+        fit = fits.get(record["mode"]) or discriminant_out_of_fold(x, y, k_folds, seed)
         _score(record, y, *fit, k_folds, counts)
     return records
 
@@ -247,8 +253,9 @@ def decodability(embeddings, factors, *, seed: int, modes=None, folds: int = FOL
         ``chance`` (majority-class accuracy; 0 for R^2), ``balanced_accuracy`` and
         ``balanced_chance`` (categorical), ``normalized`` in [0, 1] with
         ``normalized_ci_low`` / ``normalized_ci_high`` and ``normalized_se`` (standard deviation
-        of its bootstrap draws), ``regularization`` (median chosen
-        strength) and ``regularization_name``, ``n_fit`` (samples per fitting fold),
+        of its bootstrap draws), ``regularization`` (the median over
+        folds of the ridge's chosen strength or the discriminant's shrinkage) and
+        ``regularization_name``, ``n_fit`` (samples per fitting fold),
         ``n_test`` (samples scored out of fold: all), ``folds``. Scores are ``None`` for a mode
         that does not vary.
     """
@@ -306,7 +313,8 @@ def measure_encoding(encode, spec, *, seed: int, embedding_dim: int, n: int | No
         modes, folds, bootstrap: see ``decodability``.
 
     Returns:
-        The content of ``decodability.json``: ``distribution``, ``embedding_dim``, ``n``,
+        The content of ``decodability.json``: ``distribution``, ``readout``
+        (``readout.READOUT``), ``embedding_dim``, ``n``,
         ``seed``, ``sample_size_rule``, ``interval``, ``seconds`` and ``modes`` (records).
     """
     started = time.perf_counter()
@@ -322,6 +330,7 @@ def measure_encoding(encode, spec, *, seed: int, embedding_dim: int, n: int | No
         logger.info("encoding of %s: normalized %s", record["mode"], record["normalized"])
     return {
         "distribution": spec.name,
+        "readout": READOUT,
         "embedding_dim": int(np.prod(np.shape(embeddings)[1:])),
         "n": n,
         "seed": seed,

@@ -1,23 +1,30 @@
 """The encoding's linear read-outs: out-of-fold predictions of a mode from an embedding.
 
 Both read-outs are scikit-learn estimators (public API only) on features standardised on the
-fitting fold, their regularisation chosen by cross-validation inside it (``encoding``
-describes the analysis):
+fitting fold, each regularised in closed form inside the fitting fold (``encoding`` describes
+the analysis):
 
 - numeric modes: ``RidgeCV(alphas=RIDGE_ALPHAS, alpha_per_target=True)``, the strength chosen
   per mode by the mean squared leave-one-out error (generalised cross-validation, the first
   best strength kept), one fit per fold for every numeric mode at once (one decomposition;
   the same strengths and, to rounding, predictions as one ``RidgeCV`` per mode, tested);
-- categorical modes: ``LogisticRegressionCV`` (L-BFGS, class-balanced, the ``C`` of
-  ``LOGISTIC_CS`` with the best balanced accuracy summed over ``INNER_FOLDS`` stratified folds,
-  refitted from the folds' mean coefficients), scored by ``_balanced_accuracy_scorer``: the
-  value of scikit-learn's ``"balanced_accuracy"`` scorer (the same float, so the same ``C``;
-  tested) without its input checks, which took half of a fit's time on a 128-wide embedding
-  (docs/performance.md).
+- categorical modes: ``LinearDiscriminantAnalysis`` (the ``lsqr`` solver: the multi-class
+  linear discriminant, with no masking of a middle class as a regression on class indicators
+  has), equal class priors (so it aims at the balanced accuracy it is scored by, as a
+  class-balanced fit would), its covariance shrunk towards a scaled identity by the
+  Ledoit-Wolf intensity of the fitting fold's within-class deviations (``shrinkage``: an
+  analytic choice, no inner search). Regularised discriminant read-outs of this kind are the
+  usual linear decoders of neural population codes.
+
+The categorical read-out was scikit-learn's ``LogisticRegressionCV`` (a search over seven
+strengths in three inner folds: 22 L-BFGS fits per outer fold) until the untrained reference
+multiplied the number of read-outs: the discriminant gives the same scores at the embedding to
+within about 0.01 (lower by up to 0.07 on 16-wide early layers, where the logistic fit's
+flexibility helps) at a fifth to a tenth of the time (docs/performance.md).
 
 Both are fitted under ``sklearn.config_context(assume_finite=True,
 skip_parameter_validation=True)`` (scikit-learn >= 1.3): the embeddings are checked once by the
-caller and the parameters are constants, so the thousands of inner calls skip those checks.
+caller and the parameters are constants.
 """
 
 from __future__ import annotations
@@ -26,73 +33,77 @@ import warnings
 
 import numpy as np
 
-INNER_FOLDS = 3
-# Inverse L2 strengths (logistic) and L2 strengths (ridge), on standardised features.
-LOGISTIC_CS = tuple(float(c) for c in np.logspace(-4, 2, 7))
+# L2 strengths of the ridge read-out, on standardised features.
 RIDGE_ALPHAS = tuple(float(a) for a in np.logspace(-3, 5, 17))
-LOGISTIC_TOL = 1e-3  # 3x faster than scikit-learn's 1e-4 on trained embeddings, same read-out
-MAX_ITER = 1000
+#: Names of the two read-outs' regularisation, as the encoding records give them.
+SHRINKAGE_NAME = "shrinkage (Ledoit-Wolf)"
+ALPHA_NAME = "alpha (L2)"
+#: The read-outs' identity, recorded with every encoding (and keying the untrained reference's
+#: cache): an encoding measured with another read-out is measured again, never mixed.
+READOUT = "lda-ledoit-wolf/ridge-gcv"
 
 
-def _balanced_accuracy(y, predicted) -> float:
-    """The mean recall of the classes present in ``y``, in sorted order: scikit-learn's
-    ``balanced_accuracy_score``, the same operations (so the same float; ties between strengths
-    are then broken as scikit-learn breaks them)."""
-    recalls = np.array([np.count_nonzero(predicted[y == c] == c) / np.count_nonzero(y == c)
-                        for c in np.unique(y)])
-    return float(np.mean(recalls))
-
-
-def _balanced_accuracy_scorer(estimator, x, y) -> float:
-    """``LogisticRegressionCV``'s ``scoring``: the balanced accuracy of ``estimator``'s class
-    predictions of ``x``, computed as ``LinearClassifierMixin.predict`` computes them (one
-    product, then the sign or the argmax), without its per-call checks."""
-    scores = x @ np.asarray(estimator.coef_).T + estimator.intercept_  # [n] binary, [n, K]
-    binary = scores.ndim == 1 or scores.shape[1] == 1
-    indices = (scores.reshape(len(x), -1)[:, 0] > 0).astype(int) if binary else \
-        np.argmax(scores, axis=1)
-    return _balanced_accuracy(y, estimator.classes_[indices])
+def measured_otherwise(encoding) -> bool:
+    """Whether ``encoding`` (``measure_encoding``'s result, as a study's record keeps it) was
+    measured with another read-out than ``READOUT``: one naming another, or one of the analysis
+    with the untrained reference (``baseline_inits``) that predates the ``readout`` field. An
+    encoding of a stand-in analysis (neither field) is not."""
+    if not isinstance(encoding, dict):
+        return False
+    if "readout" in encoding:
+        return encoding["readout"] != READOUT
+    return "baseline_inits" in encoding
 
 
 def _quiet_fast():
     """The read-outs' context: no per-call finiteness or parameter checks (see the module
-    docstring), and no warnings for weak fits that did not converge (the cross-validation
-    still ranks them) nor for scikit-learn's announced changes of defaults that these
+    docstring), and no warnings for scikit-learn's announced changes of defaults that these
     read-outs set explicitly or do not use."""
     import contextlib
 
     import sklearn
-    from sklearn.exceptions import ConvergenceWarning
 
     stack = contextlib.ExitStack()
     stack.enter_context(sklearn.config_context(assume_finite=True,
                                                skip_parameter_validation=True))
     stack.enter_context(warnings.catch_warnings())
-    warnings.simplefilter("ignore", ConvergenceWarning)
     warnings.simplefilter("ignore", FutureWarning)
     return stack
 
 
-def logistic_out_of_fold(x: np.ndarray, y: np.ndarray, folds: int, seed: int):
-    """Out-of-fold class predictions of ``y`` (classes ``0..K-1``) and the ``C`` chosen per fold,
-    over ``StratifiedKFold(folds, shuffle=True, random_state=seed)``: scikit-learn's
-    ``LogisticRegressionCV`` on standardised features (the module docstring)."""
-    from sklearn.linear_model import LogisticRegressionCV
+def within_class_shrinkage(z: np.ndarray, y: np.ndarray) -> float:
+    """The Ledoit-Wolf shrinkage intensity of ``z``'s deviations from their class means
+    (``y``: classes ``0..K-1``): how far the discriminant's covariance is pulled towards a
+    scaled identity, in [0, 1]."""
+    from sklearn.covariance import ledoit_wolf_shrinkage
+
+    counts = np.bincount(y)
+    means = np.zeros((counts.size, z.shape[1]))
+    np.add.at(means, y, z)
+    means /= np.maximum(counts, 1)[:, None]
+    return float(ledoit_wolf_shrinkage(z - means[y], assume_centered=True))
+
+
+def discriminant_out_of_fold(x: np.ndarray, y: np.ndarray, folds: int, seed: int):
+    """Out-of-fold class predictions of ``y`` (classes ``0..K-1``) and the shrinkage used per
+    fold, over ``StratifiedKFold(folds, shuffle=True, random_state=seed)``: shrinkage linear
+    discriminant analysis on standardised features (the module docstring)."""
+    from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
     from sklearn.model_selection import StratifiedKFold
     from sklearn.preprocessing import StandardScaler
 
     predicted = np.empty_like(y)
     chosen = []
+    priors = np.full(int(y.max()) + 1, 1.0 / (int(y.max()) + 1))
     with _quiet_fast():
         for fit, held_out in StratifiedKFold(folds, shuffle=True, random_state=seed).split(x, y):
-            inner = min(INNER_FOLDS, int(np.bincount(y[fit]).min(initial=INNER_FOLDS)))
             scaler = StandardScaler().fit(x[fit])
-            head = LogisticRegressionCV(
-                Cs=list(LOGISTIC_CS), cv=StratifiedKFold(max(inner, 2)), solver="lbfgs",
-                class_weight="balanced", scoring=_balanced_accuracy_scorer, tol=LOGISTIC_TOL,
-                max_iter=MAX_ITER).fit(scaler.transform(x[fit]), y[fit])
+            z = scaler.transform(x[fit])
+            shrinkage = within_class_shrinkage(z, y[fit])
+            head = LinearDiscriminantAnalysis(solver="lsqr", shrinkage=shrinkage,
+                                              priors=priors).fit(z, y[fit])
             predicted[held_out] = head.predict(scaler.transform(x[held_out]))
-            chosen.append(float(np.ravel(head.C_)[0]))
+            chosen.append(shrinkage)
     return predicted, chosen
 
 

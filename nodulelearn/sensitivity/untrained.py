@@ -149,9 +149,11 @@ def encoding_reference(encoder, spec, factors, render, *, inits: int, seed: int,
         ``{"key", "inits", "seconds", "layers": {layer: {mode: [K normalized or None]}}}``.
     """
     from nodulelearn.sensitivity.encoding import decodability, one_blas_thread
+    from nodulelearn.sensitivity.readout import READOUT
 
     layers = list(layers)
-    key = reference_key(encoder, spec, kind="encoding", inits=inits, seed=seed, n=len(factors),
+    key = reference_key(encoder, spec, kind="encoding", readout=READOUT, inits=inits, seed=seed,
+                        n=len(factors),
                         folds=folds, modes=None if modes is None else list(modes),
                         layers=layers, noise_seeds=_digest(factors.noise_seeds))
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from nodulelearn import run_dir as run_layout
 from nodulelearn.atomic_files import write_json_atomic
+from nodulelearn.sensitivity.readout import measured_otherwise
 from nodulelearn.study.stages import SENSITIVITY_SEED_OFFSET, read_cached
 
 log = logging.getLogger(__name__)
@@ -102,12 +103,13 @@ def encoding_stage(study, run, directory, analysis) -> tuple[dict | None, dict[s
     n = study.sensitivity.n if study.budget.get("smoke") else None
     path = directory / ENCODING_FILE
     encoding = read_cached(path)
-    # Made by the analysis before it had the untrained reference: redone (stand-ins kept).
+    # Made by the analysis before it had the untrained reference, or with another read-out:
+    # redone (stand-ins kept).
     real = isinstance(analysis, EncodingAnalysis)
     if encoding is None or encoding.get("seed") != encoding_seed or (
         n and encoding.get("n") != n
     ) or (
-        real and "baseline_inits" not in encoding
+        real and ("baseline_inits" not in encoding or measured_otherwise(encoding))
     ):
         encoding = analysis.encoding(
             directory / "train", run.train.dist, seed=encoding_seed, n=n,

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from nodulelearn.atomic_files import to_jsonable
+from nodulelearn.sensitivity.readout import READOUT, measured_otherwise
 from nodulelearn.study import records
 from nodulelearn.study.plan import Run, plan_runs, shard_runs, train_config_fields
 from nodulelearn.study.spec import StudyError, StudySpec, is_spec_path
@@ -115,7 +116,9 @@ def run_state(out_dir: str | Path, study: StudySpec, run: Run) -> tuple[str, lis
     """Whether a run is finished, still to run, or stale; and, if stale, what changed.
 
     A run is stale when its record, or (unfinished) the identity it was started with, was made
-    with other settings or distribution contents than the study now has.
+    with other settings or distribution contents than the study now has. A finished run whose
+    encoding was measured with another read-out (``readout.measured_otherwise``) is to run
+    again: its stages' files are reused but for the encoding, so a study never mixes read-outs.
 
     Raises:
         StudyError: its record or identity file is unreadable (the message names the file).
@@ -130,6 +133,9 @@ def run_state(out_dir: str | Path, study: StudySpec, run: Run) -> tuple[str, lis
         if stored is None:
             return TO_RUN, []
     if location_free(stored) == location_free(current):
+        if record is not None and measured_otherwise(record.get("encoding")):
+            # Training and sensitivity stay valid: the relaunch re-measures the encoding only.
+            return TO_RUN, [f"its encoding was measured with another read-out than {READOUT}"]
         return (FINISHED if record is not None else TO_RUN), []
     return STALE, fingerprint_changes(stored, current)
 

@@ -1,28 +1,26 @@
-"""The encoding's read-outs give plain scikit-learn's numbers: ridge's leave-one-out choice and
-predictions (one ``RidgeCV`` fit per fold for every target) to rounding, and the logistic
-read-out's (``LogisticRegressionCV`` with a numpy balanced-accuracy scorer) strengths and
-predictions bit for bit."""
-
-import warnings
+"""The encoding's read-outs: the ridge gives plain scikit-learn's numbers (one ``RidgeCV`` fit
+per fold for every target) to rounding; the categorical read-out is shrinkage linear
+discriminant analysis with equal priors on standardised features, and behaves as a balanced,
+multi-class linear read-out should (no masked middle class, no majority-class bias, chance on
+noise)."""
 
 import numpy as np
 import pytest
-from sklearn.linear_model import LogisticRegression, LogisticRegressionCV, RidgeCV
-from sklearn.metrics import balanced_accuracy_score, get_scorer
+from sklearn.covariance import LedoitWolf
+from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
+from sklearn.linear_model import RidgeCV
 from sklearn.model_selection import KFold, StratifiedKFold
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from nodulelearn.sensitivity.encoding import balanced_accuracy
 from nodulelearn.sensitivity.readout import (
-    INNER_FOLDS,
-    LOGISTIC_CS,
-    LOGISTIC_TOL,
-    MAX_ITER,
+    READOUT,
     RIDGE_ALPHAS,
-    _balanced_accuracy,
-    _balanced_accuracy_scorer,
-    logistic_out_of_fold,
+    discriminant_out_of_fold,
+    measured_otherwise,
     ridge_out_of_fold,
+    within_class_shrinkage,
 )
 
 
@@ -54,56 +52,65 @@ def test_ridge_matches_scikit_learn_ridgecv_per_target(n, p):
     assert len(set(a for fold in chosen for a in fold)) > 1  # the targets chose differently
 
 
-def test_balanced_accuracy_is_scikit_learns_bit_for_bit():
-    rng = np.random.default_rng(0)
-    for seed in range(6):
-        y = rng.integers(0, 3, 90)
-        predicted = np.where(rng.random(90) < 0.6, y, rng.integers(0, 3, 90))
-        if seed % 2:  # a class predicted but not present
-            y[y == 2] = 1
-        expected = balanced_accuracy_score(y, predicted) if seed % 2 == 0 else \
-            _quiet(balanced_accuracy_score, y, predicted)
-        assert _balanced_accuracy(y, predicted) == expected
-
-
-def _quiet(function, *args):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return function(*args)
-
-
-@pytest.mark.parametrize("edges", [[0.0], [-1.0, 1.0]])  # binary (one decision), three classes
-def test_logistic_read_out_is_logistic_regression_cv_bit_for_bit(edges):
+def test_discriminant_is_shrinkage_lda_with_equal_priors_on_standardised_features():
     rng = np.random.default_rng(1)
     x = rng.normal(size=(240, 6)) * rng.uniform(0.5, 20, 6)
+    x[:, 5] = 3.0  # a constant feature: standardised to 0
     y = np.digitize(x[:, 0] / x[:, 0].std() + x[:, 1] / x[:, 1].std() + rng.normal(size=240),
-                    edges)
-    predicted, chosen = logistic_out_of_fold(x, y, 4, seed=2)
-    expected, expected_c = np.empty_like(y), []
+                    [-1.0, 1.0])
+    predicted, chosen = discriminant_out_of_fold(x, y, 4, seed=2)
+    expected, shrinkages = np.empty_like(y), []
     for fit, held_out in StratifiedKFold(4, shuffle=True, random_state=2).split(x, y):
-        head = LogisticRegressionCV(Cs=list(LOGISTIC_CS), cv=INNER_FOLDS, max_iter=MAX_ITER,
-                                    tol=LOGISTIC_TOL, class_weight="balanced",
-                                    scoring="balanced_accuracy")
-        model = make_pipeline(StandardScaler(), head)
-        _quiet(model.fit, x[fit], y[fit])
-        expected[held_out] = model.predict(x[held_out])
-        expected_c.append(float(np.ravel(head.C_)[0]))
+        z = StandardScaler().fit_transform(x[fit])
+        deviations = z - np.stack([z[y[fit] == c].mean(axis=0) for c in range(3)])[y[fit]]
+        shrinkage = LedoitWolf(assume_centered=True).fit(deviations).shrinkage_
+        model = make_pipeline(StandardScaler(), LinearDiscriminantAnalysis(
+            solver="lsqr", shrinkage=shrinkage, priors=[1 / 3] * 3))
+        expected[held_out] = model.fit(x[fit], y[fit]).predict(x[held_out])
+        shrinkages.append(shrinkage)
     np.testing.assert_array_equal(predicted, expected)
-    assert chosen == expected_c and len(set(chosen)) >= 1
+    np.testing.assert_allclose(chosen, shrinkages, rtol=1e-12)
+    assert all(0.0 <= s <= 1.0 for s in chosen)
     assert np.mean(predicted == y) > 0.6  # a real read-out, not a constant
 
 
-@pytest.mark.parametrize("classes", [2, 3])
-def test_scorer_is_scikit_learns_balanced_accuracy_scorer_bit_for_bit(classes):
-    rng = np.random.default_rng(classes)
-    x = rng.normal(size=(120, 5))
-    y = np.digitize(x[:, 0] + rng.normal(size=120), [0.0] if classes == 2 else [-0.5, 0.5])
-    reference = get_scorer("balanced_accuracy")
-    for c in LOGISTIC_CS:
-        model = LogisticRegression(C=c, class_weight="balanced").fit(x[:80], y[:80])
-        assert _balanced_accuracy_scorer(model, x[80:], y[80:]) == reference(model, x[80:],
-                                                                             y[80:])
-        if classes == 2:  # as LogisticRegressionCV's path sets a binary model: one vector
-            model.coef_, model.intercept_ = model.coef_[0], model.intercept_[0]
-            assert _balanced_accuracy_scorer(model, x[80:], y[80:]) == \
-                reference(model, x[80:], y[80:])
+def test_the_middle_of_three_ordered_classes_is_read_not_masked():
+    # Three classes along one direction: a regression on class indicators masks the middle one
+    # (its indicator is never the largest); the discriminant reads all three.
+    rng = np.random.default_rng(3)
+    y = rng.integers(0, 3, 900)
+    x = np.concatenate([(y + rng.normal(scale=0.2, size=900))[:, None],
+                        rng.normal(size=(900, 4))], axis=1)
+    predicted, _ = discriminant_out_of_fold(x, y, 5, seed=0)
+    assert np.mean(predicted[y == 1] == 1) > 0.9
+    assert balanced_accuracy(y, predicted, np.arange(3)) > 0.9
+
+
+def test_equal_priors_score_the_rare_class_as_the_common_one():
+    # 88 / 12 classes, one weakly informative feature: a read-out fitted to the class
+    # frequencies predicts the common class almost always (balanced accuracy near 0.5).
+    rng = np.random.default_rng(4)
+    y = (rng.random(1200) < 0.12).astype(int)
+    x = np.concatenate([(y + rng.normal(size=1200))[:, None], rng.normal(size=(1200, 3))],
+                       axis=1)
+    predicted, _ = discriminant_out_of_fold(x, y, 5, seed=0)
+    recall_rare, recall_common = np.mean(predicted[y == 1] == 1), np.mean(predicted[y == 0] == 0)
+    assert 0.55 < recall_rare < 0.85 and 0.55 < recall_common < 0.85
+    assert balanced_accuracy(y, predicted, np.arange(2)) > 0.62
+
+
+def test_noise_reads_at_chance_and_fewer_samples_shrink_more():
+    rng = np.random.default_rng(5)
+    mixing = rng.normal(size=(60, 60))  # correlated features: a covariance far from identity
+    x, y = rng.normal(size=(300, 60)) @ mixing, rng.integers(0, 2, 300)
+    predicted, chosen = discriminant_out_of_fold(x, y, 5, seed=0)
+    assert abs(balanced_accuracy(y, predicted, np.arange(2)) - 0.5) < 0.1
+    many = StandardScaler().fit_transform(rng.normal(size=(6000, 60)) @ mixing)
+    assert min(chosen) > 2 * within_class_shrinkage(many, rng.integers(0, 2, 6000))
+
+
+def test_measured_otherwise_names_encodings_of_another_read_out():
+    assert not measured_otherwise({"readout": READOUT, "baseline_inits": 5})
+    assert measured_otherwise({"readout": "logistic-regression-cv", "baseline_inits": 5})
+    assert measured_otherwise({"baseline_inits": 5})  # the reference's, before the field
+    assert not measured_otherwise({"modes": []}) and not measured_otherwise(None)  # stand-ins

@@ -7,6 +7,7 @@ under pytest-xdist would compete for the cores (launches in workers: test_execut
 """
 
 import csv
+import json
 import os
 import shutil
 import subprocess
@@ -16,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from nodulelearn.sensitivity import ANALYSED_MODES
+from nodulelearn.sensitivity.readout import READOUT
 from nodulelearn.study import (
     StudyError,
     aggregate_study,
@@ -25,7 +27,7 @@ from nodulelearn.study import (
     validate_study,
 )
 from nodulelearn.study.aggregate import OUTPUTS
-from nodulelearn.study.encoding_stage import REFERENCE_DIR
+from nodulelearn.study.encoding_stage import ENCODING_FILE, REFERENCE_DIR
 
 ROOT = Path(__file__).resolve().parents[2]
 BUDGET = "smoke = true\ndeterministic = true\nbatch_size = 32\nn_test = 64\n"
@@ -99,6 +101,30 @@ def test_relaunch_does_no_work(finished):
     assert "## Trained on `tiny`" in proc.stdout  # the summary is printed
     assert sorted(p for p in (out / "runs").rglob("*") if p.is_file()) == files
     assert {p: p.stat().st_mtime_ns for p in files} == before
+
+
+def test_an_encoding_of_another_read_out_is_measured_again_and_nothing_else(finished, tmp_path):
+    study, _, out, _ = finished
+    copy = tmp_path / "out"
+    shutil.copytree(out, copy)
+    old, kept = sorted((copy / "runs").iterdir())  # two runs: one measured otherwise
+    for path in (old / ENCODING_FILE, old / "record.json"):
+        data = json.loads(path.read_text())
+        (data["encoding"] if "encoding" in data else data)["readout"] = "logistic-regression-cv"
+        path.write_text(json.dumps(data))
+    files = sorted(p for p in (copy / "runs").rglob("*") if p.is_file())
+    before = {p: p.read_bytes() for p in files}
+    outcomes = run_study(study, copy, runs_per_process=None)
+    assert {o.run_id: o.status for o in outcomes} == {old.name: "ran", kept.name: "skipped"}
+    changed = {p.relative_to(old).as_posix() for p in files if p.read_bytes() != before[p]}
+    assert {ENCODING_FILE, "record.json"} <= changed
+    # The model, its metrics, the sensitivity and recoverability files are kept (training's
+    # config.json records the environment of its last call: see run_dir.py).
+    assert sorted(p for p in changed if p.split("/")[0] not in (
+        ENCODING_FILE, "record.json", "encoding")) in ([], ["train/config.json"])
+    record = json.loads((old / "record.json").read_text())
+    assert record["encoding"]["readout"] == READOUT
+    assert _rows(copy / "encoding.csv") == _rows(out / "encoding.csv")  # the same measurement
 
 
 def test_two_shards_merge_to_the_unsharded_study(finished, tmp_path):
