@@ -57,13 +57,36 @@ MODES = ("margin", "size", "texture", "calcification", "contrast", "position", "
 ANALYSED = (*MODES, "nuisance")  # what permutation_sensitivity analyses (ANALYSED_MODES)
 
 
-def write_tiny_study(directory: Path, *, seeds=(0, 1), budget: str = "") -> Path:
-    """Writes tiny_train.toml, tiny_ood.toml and study.toml into ``directory``; returns study's."""
+# A test set where the margin predicts the label and the size predicts it the other way round:
+# a sweep's shortcut bias reads which of the two a model follows.
+TINY_CONFLICT = """\
+name = "tiny_conflict"
+image_size = 32
+pixel_spacing_mm = 1.5
+[modes.margin]
+alignment = 1.0
+[modes.size]
+alignment = -1.0
+"""
+
+
+def write_tiny_study(directory: Path, *, seeds=(0, 1), budget: str = "",
+                     conflict: bool = False) -> Path:
+    """Writes tiny_train.toml, tiny_ood.toml and study.toml into ``directory``; returns study's.
+
+    ``conflict``: also tiny_conflict.toml (``TINY_CONFLICT``), a second OOD set of the study.
+    """
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "tiny_train.toml").write_text(TINY_TRAIN)
     (directory / "tiny_ood.toml").write_text(TINY_OOD)
     path = directory / "study.toml"
-    path.write_text(TINY_STUDY.format(seeds=list(seeds), budget=budget))
+    text = TINY_STUDY.format(seeds=list(seeds), budget=budget)
+    if conflict:
+        (directory / "tiny_conflict.toml").write_text(TINY_CONFLICT)
+        text = text.replace('ood = ["tiny_ood.toml"]',
+                            'ood = ["tiny_ood.toml", "tiny_conflict.toml"]')
+        assert "tiny_conflict.toml" in text  # the study's OOD list changed shape otherwise
+    path.write_text(text)
     return path
 
 

@@ -29,15 +29,6 @@ from nodulelearn.study.plan import plan_runs
 from nodulelearn.study.records import build_record
 from nodulelearn.study.sweep import expand_study
 
-TINY_CONFLICT = """\
-name = "tiny_conflict"
-image_size = 32
-pixel_spacing_mm = 1.5
-[modes.margin]
-alignment = 1.0
-[modes.size]
-alignment = -1.0
-"""
 VISIBILITIES = (0.2, 0.4, 0.6, 0.8, 1.0)
 SWEEP = f"""
 [train.tiny.sweep]
@@ -88,11 +79,8 @@ def test_an_advantage_that_does_not_vary_over_the_points_does_not_resolve():
 
 
 def _sweep_study(tmp_path, tiny_study_files):
-    path = tiny_study_files(tmp_path / "spec", seeds=(0, 1))
-    (tmp_path / "spec" / "tiny_conflict.toml").write_text(TINY_CONFLICT)
-    text = path.read_text().replace('ood = ["tiny_ood.toml"]',
-                                    'ood = ["tiny_ood.toml", "tiny_conflict.toml"]')
-    path.write_text(text + SWEEP)
+    path = tiny_study_files(tmp_path / "spec", seeds=(0, 1), conflict=True)
+    path.write_text(path.read_text() + SWEEP)
     return validate_study(load_study(str(path)))
 
 
@@ -200,10 +188,8 @@ BUDGET = "smoke = true\ndeterministic = true\nbatch_size = 32\nn_test = 64\n"
 def test_a_smoke_sweep_writes_initial_advantage_csv(tmp_path, tiny_study_files):
     """Real training, sensitivity and untrained reference: test_sweep_end_to_end's smoke sweep at
     its one point where both modes predict (1 loss x 1 point x 1 seed: half its time)."""
-    path = tiny_study_files(tmp_path / "spec", seeds=(0,), budget=BUDGET)
-    (tmp_path / "spec" / "tiny_conflict.toml").write_text(TINY_CONFLICT)
+    path = tiny_study_files(tmp_path / "spec", seeds=(0,), budget=BUDGET, conflict=True)
     text = path.read_text().replace("[losses.supcon]\ntemperature = 0.2\n", "")
-    text = text.replace('ood = ["tiny_ood.toml"]', 'ood = ["tiny_ood.toml", "tiny_conflict.toml"]')
     path.write_text(text + '\n[train.tiny.sweep]\n"modes.size.alignment" = [1.0]\n')
     study = validate_study(load_study(str(path)))
     out = tmp_path / "out"

@@ -24,15 +24,6 @@ from nodulelearn.study.runner import run_fingerprint, run_states
 from nodulelearn.study.sweep import expand_study, grid, point_id
 from nodulelearn.study.sweep_outputs import bias_from_accuracy, shortcut_bias
 
-TINY_CONFLICT = """\
-name = "tiny_conflict"
-image_size = 32
-pixel_spacing_mm = 1.5
-[modes.margin]
-alignment = 1.0
-[modes.size]
-alignment = -1.0
-"""
 SWEEP_1D = """
 [train.tiny.sweep]
 "modes.size.alignment" = [0.0, 0.5, 1.0]
@@ -45,12 +36,8 @@ SWEEP_2D = """
 
 
 def _study_file(tmp_path, tiny_study_files, sweep, *, seeds=(0, 1), extra_ood=True):
-    path = tiny_study_files(tmp_path / "spec", seeds=seeds)
-    (tmp_path / "spec" / "tiny_conflict.toml").write_text(TINY_CONFLICT)
-    text = path.read_text()
-    if extra_ood:
-        text = text.replace('ood = ["tiny_ood.toml"]', 'ood = ["tiny_ood.toml", "tiny_conflict.toml"]')
-    path.write_text(text + sweep)
+    path = tiny_study_files(tmp_path / "spec", seeds=seeds, conflict=extra_ood)
+    path.write_text(path.read_text() + sweep)
     return path
 
 

@@ -6,22 +6,10 @@ from nodulelearn.datasets import load_spec
 from nodulelearn.study import aggregate_study, load_study, run_study, validate_study
 
 BUDGET = "smoke = true\ndeterministic = true\nbatch_size = 32\nn_test = 64\n"
-CONFLICT = """\
-name = "tiny_conflict"
-image_size = 32
-pixel_spacing_mm = 1.5
-[modes.margin]
-alignment = 1.0
-[modes.size]
-alignment = -1.0
-"""
-
 
 def test_a_smoke_sweep_runs_end_to_end(tmp_path, tiny_study_files):
-    path = tiny_study_files(tmp_path / "spec", seeds=(0,), budget=BUDGET)
-    (tmp_path / "spec" / "tiny_conflict.toml").write_text(CONFLICT)
+    path = tiny_study_files(tmp_path / "spec", seeds=(0,), budget=BUDGET, conflict=True)
     text = path.read_text().replace("[losses.supcon]\ntemperature = 0.2\n", "")
-    text = text.replace('ood = ["tiny_ood.toml"]', 'ood = ["tiny_ood.toml", "tiny_conflict.toml"]')
     path.write_text(text + '\n[train.tiny.sweep]\n"modes.size.alignment" = [0.0, 1.0]\n')
     study = validate_study(load_study(str(path)))
     out = tmp_path / "out"
