@@ -13,7 +13,6 @@ from pathlib import Path
 
 from nodulelearn import run_dir as run_layout
 from nodulelearn.atomic_files import write_json_atomic
-from nodulelearn.sensitivity.readout import measured_otherwise
 from nodulelearn.study.stages import SENSITIVITY_SEED_OFFSET, read_cached
 
 log = logging.getLogger(__name__)
@@ -101,6 +100,8 @@ def encoding_stage(study, run, directory, analysis) -> tuple[dict | None, dict[s
     # Smoke studies shrink the read-outs to the sensitivity budget (seconds, not minutes); a real
     # study uses the analysis' own sample-size rules (e.g. 20 samples per embedding dimension).
     n = study.sensitivity.n if study.budget.get("smoke") else None
+    from nodulelearn.sensitivity.readout import measured_otherwise
+
     path = directory / ENCODING_FILE
     encoding = read_cached(path)
     # Made by the analysis before it had the untrained reference, or with another read-out:

@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 from nodulelearn.atomic_files import to_jsonable
-from nodulelearn.sensitivity.readout import READOUT, measured_otherwise
 from nodulelearn.study import records
 from nodulelearn.study.plan import Run, plan_runs, shard_runs, train_config_fields
 from nodulelearn.study.spec import StudyError, StudySpec, is_spec_path
@@ -133,6 +132,10 @@ def run_state(out_dir: str | Path, study: StudySpec, run: Run) -> tuple[str, lis
         if stored is None:
             return TO_RUN, []
     if location_free(stored) == location_free(current):
+        # Imported here: the sensitivity package imports TensorFlow, which `nodulelearn study
+        # --help` and the runner's usage errors must not.
+        from nodulelearn.sensitivity.readout import READOUT, measured_otherwise
+
         if record is not None and measured_otherwise(record.get("encoding")):
             # Training and sensitivity stay valid: the relaunch re-measures the encoding only.
             return TO_RUN, [f"its encoding was measured with another read-out than {READOUT}"]
