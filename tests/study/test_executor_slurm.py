@@ -151,3 +151,31 @@ def test_runs_requeued_mid_run_restart_and_are_recorded_once(slurm, tmp_path, ti
     assert "Calling checkpoint method" in log and f"Requeued job {by_signal}" in log
     requeued = [r.getMessage() for r in caplog.records if "was requeued" in r.getMessage()]
     assert sorted(m.split()[1] for m in requeued) == sorted(started)  # the launch said so
+
+
+def _listening(port: int) -> list[str]:
+    """The local addresses (hex, as /proc/net/tcp and tcp6 write them) of every socket listening
+    on ``port`` on this machine."""
+    found = []
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        if not os.path.exists(table):
+            continue
+        with open(table) as f:
+            for line in f.readlines()[1:]:
+                local, state = line.split()[1], line.split()[3]
+                address, hex_port = local.rsplit(":", 1)
+                if state == "0A" and int(hex_port, 16) == port:  # 0A: LISTEN
+                    found.append(address)
+    return found
+
+
+def test_the_test_cluster_listens_on_loopback_only(slurm):
+    config = subprocess.run(["scontrol", "show", "config"], capture_output=True, text=True,
+                            timeout=60, check=True).stdout  # fmt: skip
+    ports = [int(re.search(rf"^{name}\s*=\s*(\d+)", config, re.M).group(1))
+             for name in ("SlurmctldPort", "SlurmdPort")]
+    loopback = {"0100007F", "00000000000000000000000001000000"}  # 127.0.0.1, ::1
+    for port in ports:
+        addresses = _listening(port)
+        assert addresses, f"nothing listens on Slurm's port {port}"
+        assert set(addresses) <= loopback, (port, addresses)  # not 0.0.0.0 / ::
