@@ -175,36 +175,49 @@ def plan_seeds(study, out_dir: str | Path, *, assurance: float = ASSURANCE,
     return StudyPlan(plans, len(study.seeds), needed, runs_per_seed, per_run, extra)
 
 
-def with_seeds(study, count: int):
-    """The study with ``count`` seeds: its own first, then the smallest unused integers.
+def with_seeds(study, count: int, *, recorded=None):
+    """The study with ``count`` seeds: its own first, then the smallest unused integers; or, for
+    ``count`` below its number of seeds (a pilot), its first ``count`` seeds.
 
     What ``--seeds=N`` runs: a run's identity does not depend on the study's other seeds, so
     the finished runs of the old seeds stay finished and only the new seeds' runs are to run.
 
+    Args:
+        study: the study.
+        count: the number of seeds.
+        recorded: the seeds of the study recorded in its output folder (``None``: every seed of
+            ``study`` is recorded). Fewer seeds than the study has are allowed when they keep
+            every recorded seed: finished seeds are never dropped.
+
     Raises:
-        ValueError: ``count`` is not an integer, is smaller than the seeds the study has
-            (finished seeds are never dropped), or is more than the valid seeds
-            ``0..validate.max_seed()`` (checked before any list is built: a huge count would
-            otherwise hang).
+        ValueError: ``count`` is not an integer, drops a recorded seed, or is more than the
+            valid seeds ``0..validate.max_seed()`` (checked before any list is built: a huge
+            count would otherwise hang).
     """
     from nodulelearn.study.validate import max_seed
 
     largest = max_seed()
-    if (isinstance(count, bool) or not isinstance(count, int) or count < len(study.seeds)
+    kept = set(study.seeds if recorded is None else recorded)
+    fewest = max([i + 1 for i, seed in enumerate(study.seeds) if seed in kept], default=1)
+    if (isinstance(count, bool) or not isinstance(count, int) or count < fewest
             or count > largest + 1):
+        recorded_seeds = [seed for seed in study.seeds if seed in kept]
+        why = "" if not recorded_seeds else (
+            f" (the study's seeds {recorded_seeds} are kept"
+            f"{'' if recorded is None else ': its output folder holds them'})")
         raise ValueError(
-            f"Invalid value for `seeds`. Expected an integer >= {len(study.seeds)} (the study's "
-            f"seeds {list(study.seeds)} are kept) and <= {largest + 1} (seeds run from 0 to "
-            f"{largest}). Received: seeds={count!r}"
+            f"Invalid value for `seeds`. Expected an integer >= {fewest}{why} and <= "
+            f"{largest + 1} (seeds run from 0 to {largest}). Received: seeds={count!r}"
         )
-    seeds, taken, candidate = list(study.seeds), set(study.seeds), 0
+    seeds, taken, candidate = list(study.seeds[:count]), set(study.seeds), 0
     while len(seeds) < count:
         if candidate not in taken:
             seeds.append(candidate)
         candidate += 1
     extended = dataclasses.replace(study, seeds=tuple(seeds))
     if study.unexpanded is not None:
-        extended = dataclasses.replace(extended, unexpanded=with_seeds(study.unexpanded, count))
+        extended = dataclasses.replace(
+            extended, unexpanded=with_seeds(study.unexpanded, count, recorded=recorded))
     return extended
 
 

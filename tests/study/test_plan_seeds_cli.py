@@ -147,3 +147,25 @@ def test_bad_plan_and_seeds_flags_are_one_line(finished, args, expected):
     line = _error_line(_bin(*[a.format(out=out) for a in args], stand_ins=False))
     assert __import__("re").search(expected, line), line
     assert _records(out) == before
+
+
+def test_fewer_seeds_than_a_study_file_is_a_pilot_that_never_drops_a_finished_seed(finished,
+                                                                                 tmp_path):
+    path, out = finished  # the study file has seeds 0-3; out ran all four
+    pilot = tmp_path / "pilot"
+    proc = _bin(f"--study={path}", f"--out={pilot}", "--seeds=2")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert json.loads((pilot / "study.json").read_text())["seeds"] == [0, 1]
+    assert sorted(_records(pilot)) == [f"{loss}__tiny__s{s}" for loss in ("ce", "supcon")
+                                       for s in (0, 1)]  # fmt: skip
+    # Relaunched with the same flags: the pilot's own seeds, nothing to train.
+    again = _bin(f"--study={path}", f"--out={pilot}", "--seeds=2")
+    assert again.returncode == 0 and "TRAINED []" in again.stdout, again.stderr[-3000:]
+    # One seed in the pilot's folder, or two in the four-seed folder, would drop finished seeds.
+    for folder, count, kept in ((pilot, 1, "[0, 1]"), (out, 2, "[0, 1, 2, 3]")):
+        before = _records(folder)
+        line = _error_line(_bin(f"--study={path}", f"--out={folder}", f"--seeds={count}",
+                                stand_ins=False))  # fmt: skip
+        assert f"Expected an integer >= {len(before) // 2} (the study's seeds {kept} are kept: " \
+               "its output folder holds them)" in line, line
+        assert _records(folder) == before
