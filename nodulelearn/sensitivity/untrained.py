@@ -5,11 +5,11 @@ the trained score minus that of the same architecture re-initialised with its la
 initialisers (``keras.models.clone_model``; every random initialiser seeded, init ``k`` of
 ``K`` from ``init_seed(k)``), measured with the same read-out on the same sample and folds.
 
-The reference depends only on the architecture, the image geometry, the distribution, ``K`` and
-the read-out settings (sample size, seed, folds, modes, layers), not on the trained weights:
-it is cached in memory (per process) and, with ``cache_dir``, on disk
-(``untrained_<key>.json``), so a study computes it once per training distribution and encoder
-config. The change of each mode and its verdict follow from ``intervals.change_interval``.
+The reference depends only on the architecture, the image geometry, what the distribution
+samples, ``K`` and the read-out settings (sample size, seed, folds, modes, layers), not on the
+trained weights: it is cached in memory (per process) and, with ``cache_dir``, on disk
+(``untrained_<key>.json``), so a study computes it once per encoding distribution and encoder
+config (training distributions that differ only in which modes predict the label share one). The change of each mode and its verdict follow from ``intervals.change_interval``.
 """
 
 from __future__ import annotations
@@ -94,10 +94,17 @@ def architecture_key(model) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
+#: A distribution's fields that do not change what it samples (nor, so, the reference).
+_NOT_SAMPLED = ("name", "description", "ood_companions")
+
+
 def reference_key(encoder, spec, **settings) -> str:
-    """The cache key of a reference: architecture, distribution (by content), settings."""
-    material = {"architecture": architecture_key(encoder), "distribution": spec.to_dict(),
-                **settings}
+    """The cache key of a reference: architecture, distribution (what it samples: not its name,
+    description or companions), settings. Two training distributions that differ only in
+    which modes predict the label have one decorrelated encoding distribution, so they share a
+    reference (``quick``'s two do)."""
+    sampled = {k: v for k, v in spec.to_dict().items() if k not in _NOT_SAMPLED}
+    material = {"architecture": architecture_key(encoder), "distribution": sampled, **settings}
     text = json.dumps(material, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:24]
 

@@ -95,7 +95,7 @@ def encoding_stage(study, run, directory, analysis) -> tuple[dict | None, dict[s
         return None, {}
     seed = run.seed + SENSITIVITY_SEED_OFFSET
     # Encoding: one sample (and folds) for every run of the study, so runs are compared on the
-    # same images and the untrained reference is computed once per training distribution.
+    # same images and the untrained reference is computed once per encoding distribution.
     encoding_seed = SENSITIVITY_SEED_OFFSET
     # Smoke studies shrink the read-outs to the sensitivity budget (seconds, not minutes); a real
     # study uses the analysis' own sample-size rules (e.g. 20 samples per embedding dimension).

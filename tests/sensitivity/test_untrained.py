@@ -241,6 +241,12 @@ def test_the_reference_is_cached_in_memory_and_on_disk(pool, tmp_path, monkeypat
     other = untrained.encoding_reference(encoder, _spec("other", size=0.5), sample, render,
                                          inits=2, seed=0, layers=["embedding"], folds=5)
     assert other["key"] != first["key"] and len(calls) == 3
+    # The same samples under another name and description: the same reference, not recomputed.
+    renamed = spec_from_dict({**SPEC.to_dict(), "name": "renamed", "description": "another"})
+    again = untrained.encoding_reference(encoder, renamed, sample, render, inits=2, seed=0,
+                                         layers=["embedding"], folds=5, cache_dir=tmp_path)
+    assert again["key"] == first["key"] and again["layers"] == first["layers"]
+    assert len(calls) == 3
 
 
 def test_the_shared_host_gives_each_encoders_own_activations_and_reference(pool):
