@@ -13,7 +13,9 @@ the analysis):
   has), equal class priors (so it aims at the balanced accuracy it is scored by, as a
   class-balanced fit would), its covariance shrunk towards a scaled identity by the
   Ledoit-Wolf intensity of the fitting fold's within-class deviations (``shrinkage``: an
-  analytic choice, no inner search). Regularised discriminant read-outs of this kind are the
+  analytic choice, no inner search), on the features that vary on the fitting fold (a constant
+  one, such as a dead ReLU channel, would change the intensity and its target but not the
+  information). Regularised discriminant read-outs of this kind are the
   usual linear decoders of neural population codes.
 
 The categorical read-out was scikit-learn's ``LogisticRegressionCV`` (a search over seven
@@ -41,7 +43,7 @@ SHRINKAGE_NAME = "shrinkage (Ledoit-Wolf)"
 ALPHA_NAME = "alpha (L2)"
 #: The read-outs' identity, recorded with every encoding (and keying the untrained reference's
 #: cache): an encoding measured with another read-out is measured again, never mixed.
-READOUT = "lda-ledoit-wolf/ridge-gcv"
+READOUT = "lda-ledoit-wolf-varying/ridge-gcv"
 
 
 def measured_otherwise(encoding) -> bool:
@@ -99,11 +101,15 @@ def discriminant_out_of_fold(x: np.ndarray, y: np.ndarray, folds: int, seed: int
     with _quiet_fast():
         for fit, held_out in StratifiedKFold(folds, shuffle=True, random_state=seed).split(x, y):
             scaler = StandardScaler().fit(x[fit])
-            z = scaler.transform(x[fit])
+            # Features constant on the fitting fold (a dead ReLU channel) carry nothing, but would
+            # count in the shrinkage and its scaled-identity target: left out.
+            varying = scaler.var_ > 0
+            varying = varying if varying.any() else np.ones_like(varying)
+            z = scaler.transform(x[fit])[:, varying]
             shrinkage = within_class_shrinkage(z, y[fit])
             head = LinearDiscriminantAnalysis(solver="lsqr", shrinkage=shrinkage,
                                               priors=priors).fit(z, y[fit])
-            predicted[held_out] = head.predict(scaler.transform(x[held_out]))
+            predicted[held_out] = head.predict(scaler.transform(x[held_out])[:, varying])
             chosen.append(shrinkage)
     return predicted, chosen
 

@@ -27,7 +27,13 @@ from nodulelearn.atomic_files import write_json_atomic
 from nodulelearn.locks import LOCK_FILE, LockedError, hold_lock
 from nodulelearn.study import records
 from nodulelearn.study.encoding_stage import EncodingAnalysis, encoding_stage
-from nodulelearn.study.identity import IDENTITY_FILE, is_finished, run_dir, run_fingerprint
+from nodulelearn.study.identity import (
+    IDENTITY_FILE,
+    is_finished,
+    location_free,
+    run_dir,
+    run_fingerprint,
+)
 from nodulelearn.study.plan import Run
 from nodulelearn.study.spec import StudySpec
 from nodulelearn.study.stages import (
@@ -154,6 +160,13 @@ def _execute_stages(study, run, directory, overwrite, train_fn, sensitivity_fn, 
     from nodulelearn.datasets import load_spec
 
     fingerprint = run_fingerprint(study, run)
+    # A record of these settings that is here although the run is to run again: its encoding is
+    # re-measured (another read-out), its training and sensitivity files are reused as they are.
+    previous = None if overwrite else records.read_record(directory)
+    if previous is not None and location_free(previous.get("fingerprint")) != location_free(
+        fingerprint
+    ):
+        previous = None
     # Written before the first stage, so a relaunch with other settings or distribution contents
     # is refused for an interrupted run too (training would resume it as it is).
     write_json_atomic(directory / IDENTITY_FILE, fingerprint)
@@ -172,6 +185,11 @@ def _execute_stages(study, run, directory, overwrite, train_fn, sensitivity_fn, 
         "sensitivity": analysed - trained,
         "encoding": time.monotonic() - analysed,
     }
+    if previous is not None:  # what those stages took when they ran, not their reuse now
+        for stage in ("train", "sensitivity"):
+            before = previous.get("seconds", {}).get(stage)
+            if isinstance(before, (int, float)):
+                seconds[stage] = max(seconds[stage], float(before))
     record = records.build_record(
         run, fingerprint, metrics, sensitivity, seconds, encoding, recoverability
     )

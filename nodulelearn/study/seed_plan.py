@@ -198,6 +198,13 @@ def with_seeds(study, count: int, *, recorded=None):
 
     largest = max_seed()
     kept = set(study.seeds if recorded is None else recorded)
+    foreign = sorted(kept - set(study.seeds))
+    if foreign:  # the output folder ran seeds this study file does not name
+        raise ValueError(
+            f"Invalid value for `seeds`: the output folder holds seeds {foreign} that the study "
+            f"{study.name!r} does not list (its seeds: {list(study.seeds)}); extend the study "
+            "recorded there instead (--seeds=N without --study), or use another --out."
+        )
     fewest = max([i + 1 for i, seed in enumerate(study.seeds) if seed in kept], default=1)
     if (isinstance(count, bool) or not isinstance(count, int) or count < fewest
             or count > largest + 1):

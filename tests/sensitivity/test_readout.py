@@ -60,18 +60,34 @@ def test_discriminant_is_shrinkage_lda_with_equal_priors_on_standardised_feature
                     [-1.0, 1.0])
     predicted, chosen = discriminant_out_of_fold(x, y, 4, seed=2)
     expected, shrinkages = np.empty_like(y), []
+    varying = x[:, :5]  # the read-out leaves the constant feature out
     for fit, held_out in StratifiedKFold(4, shuffle=True, random_state=2).split(x, y):
-        z = StandardScaler().fit_transform(x[fit])
+        z = StandardScaler().fit_transform(varying[fit])
         deviations = z - np.stack([z[y[fit] == c].mean(axis=0) for c in range(3)])[y[fit]]
         shrinkage = LedoitWolf(assume_centered=True).fit(deviations).shrinkage_
         model = make_pipeline(StandardScaler(), LinearDiscriminantAnalysis(
             solver="lsqr", shrinkage=shrinkage, priors=[1 / 3] * 3))
-        expected[held_out] = model.fit(x[fit], y[fit]).predict(x[held_out])
+        expected[held_out] = model.fit(varying[fit], y[fit]).predict(varying[held_out])
         shrinkages.append(shrinkage)
     np.testing.assert_array_equal(predicted, expected)
     np.testing.assert_allclose(chosen, shrinkages, rtol=1e-12)
     assert all(0.0 <= s <= 1.0 for s in chosen)
     assert np.mean(predicted == y) > 0.6  # a real read-out, not a constant
+
+
+def test_dead_features_change_nothing():
+    # A dead ReLU channel is a constant column; trained and untrained encoders differ in how many
+    # they have, which must not move their read-outs.
+    rng = np.random.default_rng(6)
+    y = rng.integers(0, 2, 256)
+    x = rng.normal(size=(256, 64)) + 0.3 * y[:, None] * (rng.random(64) < 0.2)
+    predicted, chosen = discriminant_out_of_fold(x, y, 5, seed=0)
+    dead = np.concatenate([x, np.zeros((256, 64)), np.full((256, 3), 2.5)], axis=1)
+    predicted_dead, chosen_dead = discriminant_out_of_fold(dead, y, 5, seed=0)
+    np.testing.assert_array_equal(predicted_dead, predicted)
+    np.testing.assert_allclose(chosen_dead, chosen, rtol=1e-12)
+    everything_dead, _ = discriminant_out_of_fold(np.zeros((256, 4)), y, 5, seed=0)
+    assert everything_dead.shape == y.shape  # no information: a prediction, not an error
 
 
 def test_the_middle_of_three_ordered_classes_is_read_not_masked():

@@ -23,6 +23,7 @@ from nodulelearn.study import (
     aggregate_study,
     load_study,
     preset_names,
+    run_states,
     run_study,
     validate_study,
 )
@@ -112,6 +113,9 @@ def test_an_encoding_of_another_read_out_is_measured_again_and_nothing_else(fini
         data = json.loads(path.read_text())
         (data["encoding"] if "encoding" in data else data)["readout"] = "logistic-regression-cv"
         path.write_text(json.dumps(data))
+    states = {run.id: (state, changes) for run, state, changes in run_states(study, copy)}
+    assert states[kept.name] == ("finished", [])
+    assert states[old.name][0] == "to run" and "another read-out" in states[old.name][1][0]
     files = sorted(p for p in (copy / "runs").rglob("*") if p.is_file())
     before = {p: p.read_bytes() for p in files}
     outcomes = run_study(study, copy, runs_per_process=None)
@@ -124,6 +128,10 @@ def test_an_encoding_of_another_read_out_is_measured_again_and_nothing_else(fini
         ENCODING_FILE, "record.json", "encoding")) in ([], ["train/config.json"])
     record = json.loads((old / "record.json").read_text())
     assert record["encoding"]["readout"] == READOUT
+    # The stages' times are what they took when they ran (--plan_seeds reads them), not ~0 s.
+    first = json.loads(before[old / "record.json"])["seconds"]
+    assert {k: record["seconds"][k] for k in ("train", "sensitivity")} == {
+        k: first[k] for k in ("train", "sensitivity")}
     assert _rows(copy / "encoding.csv") == _rows(out / "encoding.csv")  # the same measurement
 
 

@@ -174,7 +174,9 @@ def test_the_test_cluster_listens_on_loopback_only(slurm):
                             timeout=60, check=True).stdout  # fmt: skip
     ports = [int(re.search(rf"^{name}\s*=\s*(\d+)", config, re.M).group(1))
              for name in ("SlurmctldPort", "SlurmdPort")]
-    loopback = {"0100007F", "00000000000000000000000001000000"}  # 127.0.0.1, ::1
+    # 127.0.0.1, ::1 and ::ffff:127.0.0.1, as /proc/net/tcp(6) write them
+    loopback = {"0100007F", "00000000000000000000000001000000",
+                "0000000000000000FFFF00000100007F"}
     for port in ports:
         addresses = _listening(port)
         assert addresses, f"nothing listens on Slurm's port {port}"

@@ -169,3 +169,25 @@ def test_fewer_seeds_than_a_study_file_is_a_pilot_that_never_drops_a_finished_se
         assert f"Expected an integer >= {len(before) // 2} (the study's seeds {kept} are kept: " \
                "its output folder holds them)" in line, line
         assert _records(folder) == before
+
+
+def test_a_pilot_never_drops_seeds_the_study_file_lacks_and_needs_a_readable_record(
+        finished, tmp_path):
+    from nodulelearn.study.seed_plan import with_seeds
+
+    path, out = finished
+    study = validate_study(load_study(str(path)))  # seeds 0-3
+    with pytest.raises(ValueError, match=r"holds seeds \[4, 5\] that the study 'tiny' does not"):
+        with_seeds(study, 4, recorded=(0, 1, 2, 3, 4, 5))
+    with pytest.raises(ValueError, match=r"holds seeds \[7\]"):
+        with_seeds(study, 2, recorded=(7,))
+    damaged = tmp_path / "damaged"
+    damaged.mkdir()
+    (damaged / "study.json").write_text('{"name": "tiny", "seeds": [0')
+    line = _error_line(_bin(f"--study={path}", f"--out={damaged}", "--seeds=2", "--dry_run",
+                            stand_ins=False))  # fmt: skip
+    assert "needs the seeds" in line and "cannot be read" in line, line
+    # Not shrinking, the folder's record is not needed: the same flags with --seeds=5 list runs.
+    proc = _bin(f"--study={path}", f"--out={damaged}", "--seeds=5", "--dry_run",
+                stand_ins=False)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
