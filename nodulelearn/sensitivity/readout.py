@@ -15,8 +15,8 @@ the analysis):
   Ledoit-Wolf intensity of the fitting fold's within-class deviations (``shrinkage``: an
   analytic choice, no inner search), on the features that vary on the fitting fold (a constant
   one, such as a dead ReLU channel, would change the intensity and its target but not the
-  information). Regularised discriminant read-outs of this kind are the
-  usual linear decoders of neural population codes.
+  information). Shrinkage discriminants of this kind are common linear decoders of neural
+  recordings, where samples are few for the features' number.
 
 The categorical read-out was scikit-learn's ``LogisticRegressionCV`` (a search over seven
 strengths in three inner folds: 22 L-BFGS fits per outer fold) until the untrained reference

@@ -9,7 +9,8 @@ The reference depends only on the architecture, the image geometry, what the dis
 samples, ``K`` and the read-out settings (sample size, seed, folds, modes, layers), not on the
 trained weights: it is cached in memory (per process) and, with ``cache_dir``, on disk
 (``untrained_<key>.json``), so a study computes it once per encoding distribution and encoder
-config (training distributions that differ only in which modes predict the label share one). The change of each mode and its verdict follow from ``intervals.change_interval``.
+config (training distributions that differ only in which modes predict the label share one).
+The change of each mode and its verdict follow from ``intervals.change_interval``.
 """
 
 from __future__ import annotations
@@ -160,8 +161,7 @@ def encoding_reference(encoder, spec, factors, render, *, inits: int, seed: int,
 
     layers = list(layers)
     key = reference_key(encoder, spec, kind="encoding", readout=READOUT, inits=inits, seed=seed,
-                        n=len(factors),
-                        folds=folds, modes=None if modes is None else list(modes),
+                        n=len(factors), folds=folds, modes=None if modes is None else list(modes),
                         layers=layers, noise_seeds=_digest(factors.noise_seeds))
 
     def compute():

@@ -85,6 +85,10 @@ def encoding_stage(study, run, directory, analysis) -> tuple[dict | None, dict[s
     Each is kept in its own file (``encoding.json``, ``recoverability.json``) and reused by a
     relaunch when made with today's seed and sample size.
     """
+    # Imported here: the sensitivity package imports TensorFlow, which the runner's start and
+    # usage errors must not.
+    from nodulelearn.sensitivity.readout import measured_otherwise
+
     if not (directory / "train" / run_layout.ENCODER).is_file() and isinstance(
         analysis, EncodingAnalysis
     ):
@@ -100,8 +104,6 @@ def encoding_stage(study, run, directory, analysis) -> tuple[dict | None, dict[s
     # Smoke studies shrink the read-outs to the sensitivity budget (seconds, not minutes); a real
     # study uses the analysis' own sample-size rules (e.g. 20 samples per embedding dimension).
     n = study.sensitivity.n if study.budget.get("smoke") else None
-    from nodulelearn.sensitivity.readout import measured_otherwise
-
     path = directory / ENCODING_FILE
     encoding = read_cached(path)
     # Made by the analysis before it had the untrained reference, or with another read-out:
