@@ -189,6 +189,8 @@ def encoding_reference(encoder, spec, factors, render, *, inits: int, seed: int,
 _HOSTS: dict[tuple, tuple] = {}
 _HOST_LOCK = threading.RLock()
 _IMAGES: dict[str, np.ndarray] = {}
+
+
 def activations(encoder, layers, images, weights, batch_size: int = 256) -> list[np.ndarray]:
     """The pooled activations at ``layers`` of ``encoder``'s architecture carrying ``weights``
     (``layers.PooledApply``), computed by the architecture's host clone: its function is traced
